@@ -5,10 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install controlplane test lint clean
+# Debian packages the tests and benchmarks drive for real (shellcheck for kind/ scripts; wrk and haproxy for the
+# benchmarks and the rollout lab). Installed with apt-get when missing and we are root, else we say what to run.
+APT_PACKAGES := shellcheck wrk haproxy
+APT_COMMANDS := shellcheck wrk haproxy
+
+.PHONY: help install system-deps controlplane test demo lint clean
 
 help:
 	@echo "make test          create .venv, install Lanes, build/reuse the control plane, run every test"
+	@echo "make demo          local control plane + webhook + examples/, prints what Lanes injected"
 	@echo "make lint          ruff and mypy"
 	@echo "make controlplane  build (or reuse) etcd, kube-apiserver, ... into ~/.cache/lanes/<version>/bin"
 
@@ -21,11 +27,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+system-deps:
+	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "[make] installing Debian packages:$$missing (~1 min)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	  else \
+	    echo "error: missing$$missing; run: sudo apt-get install -y $(APT_PACKAGES)"; exit 1; \
+	  fi; \
+	fi
+
 controlplane: $(STAMP)
 	@$(PY) -m webhook.envtest ensure
 
-test: controlplane
+test: controlplane system-deps
 	$(PY) -m pytest
+
+demo: controlplane
+	$(PY) -m webhook.demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from webhook.envtest.waits import wait_for_default_service_account
 
-def wait_for_default_service_account(k8s: client.ApiClient, name: str, timeout: float = 30) -> None:
-    """Pods cannot be created before kube-controller-manager made the namespace's `default` ServiceAccount."""
-    core = client.CoreV1Api(k8s)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            core.read_namespaced_service_account("default", name)
-            return
-        except ApiException as exc:
-            if exc.status != 404 or time.monotonic() > deadline:
-                raise
-        time.sleep(0.1)
+__all__ = ["make_namespace", "wait_for_default_service_account"]
 
 
 def make_namespace(
