@@ -1,0 +1,144 @@
+"""The webhook image's install step without Docker: build the `lanes` wheel, install it with the `webhook` extra
+into a fresh virtualenv (dependencies from PyPI, binary wheels only, as Dockerfile.webhook does), then run
+`lanes-webhook serve` from there with a test certificate and the defaults the chart renders, and get 200 from
+/healthz over verified TLS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chart.helm import Helm, one
+from webhook import pki
+from webhook.envtest.binaries import REPO_ROOT
+from webhook.envtest.cluster import free_port
+
+DOCKERFILE = REPO_ROOT / "Dockerfile.webhook"
+
+
+@pytest.fixture(scope="module")
+def installed_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("wheel")
+    wheels = work / "wheels"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), "."],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("lanes-*.whl")
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         "--only-binary=:all:", f"{wheel}[webhook]"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    return venv
+
+
+def test_wheel_carries_both_packages_and_the_entry_points(installed_venv: Path) -> None:
+    python = str(installed_venv / "bin" / "python")
+    # imported from the installed wheel, not from the source tree
+    where = subprocess.run(
+        [python, "-c", "import webhook, helper; print(webhook.__file__); print(helper.__file__)"],
+        capture_output=True, text=True, cwd=installed_venv, check=True,
+    ).stdout.split()
+    assert all(str(installed_venv) in path for path in where), where
+    for command in ("lanes-webhook", "lanes-helper", "lanes"):
+        assert (installed_venv / "bin" / command).is_file(), command
+    # the chart's controller container: `python -m webhook.controller` (the image's python is this venv's)
+    controller = subprocess.run([python, "-m", "webhook.controller", "--help"], capture_output=True, text=True,
+                                cwd=installed_venv)
+    assert controller.returncode == 0, controller.stderr
+    assert "--cert-dir" in controller.stdout and "--manage-certs" in controller.stdout
+
+
+@pytest.fixture
+def served(installed_venv: Path, helm: Helm, tmp_path: Path) -> Iterator[tuple[int, bytes, subprocess.Popen[bytes]]]:
+    ca = pki.make_ca("lanes-wheel-test-ca", dt.timedelta(hours=1))
+    leaf = pki.issue(ca, "lanes.lanes-system.svc", dt.timedelta(hours=1), dns_names=("localhost",))
+    (tmp_path / "tls.crt").write_bytes(leaf.cert_pem)
+    (tmp_path / "tls.key").write_bytes(leaf.key_pem)
+    # the defaults file the chart's ConfigMap carries
+    (tmp_path / "defaults.yaml").write_text(one(helm.template(), "ConfigMap")["data"]["defaults.yaml"])
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [str(installed_venv / "bin" / "lanes-webhook"), "serve", f"--cert={tmp_path / 'tls.crt'}",
+         f"--key={tmp_path / 'tls.key'}", "--host=127.0.0.1", f"--port={port}",
+         f"--defaults={tmp_path / 'defaults.yaml'}", "--no-owner-cache", "--shutdown-delay=0"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path,
+    )
+    try:
+        yield port, ca.cert_pem, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def test_installed_server_answers_healthz_over_tls(
+    served: tuple[int, bytes, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    port, ca_pem, process = served
+    context = ssl.create_default_context(cadata=ca_pem.decode())  # verifies chain and the name "localhost"
+    deadline = time.monotonic() + 60
+    status = None
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"https://localhost:{port}/healthz", context=context, timeout=2) as r:
+                status = r.status
+                break
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    assert status == 200, (tmp_path / "serve.log").read_text()[-3000:]
+    # a clean stop on SIGTERM, as in a pod
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 0, (tmp_path / "serve.log").read_text()[-3000:]
+
+
+def _stages(text: str) -> list[list[str]]:
+    """Dockerfile instructions (continuations joined), split into build stages."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    lines = [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+    stages: list[list[str]] = []
+    for line in lines:
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_runs_this_install_step_and_ships_a_minimal_non_root_image() -> None:
+    build, final = _stages(DOCKERFILE.read_text())
+    build_text = " ".join(build)
+    assert "pip wheel --no-deps --no-build-isolation" in build_text
+    assert "[webhook]" in build_text and "--only-binary=:all:" in build_text
+    assert final[0].startswith("FROM ${PYTHON_IMAGE}") and build[0].startswith("FROM ${PYTHON_IMAGE} AS build")
+    final_text = " ".join(final)
+    assert "USER 65532:65532" in final
+    assert 'ENTRYPOINT ["lanes-webhook"]' in final
+    assert "COPY --from=build /opt/lanes /opt/lanes" in final
+    # nothing but the virtualenv comes from the build stage, and nothing is compiled or installed in the final one
+    assert [line for line in final if line.startswith("COPY")] == ["COPY --from=build /opt/lanes /opt/lanes"]
+    for tool in ("apt-get", "apk ", "gcc", "build-essential", "pip install"):
+        assert tool not in final_text, tool
+    assert "PYTHONDONTWRITEBYTECODE=1" in final_text  # read-only root filesystem
