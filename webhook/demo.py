@@ -105,7 +105,7 @@ def _apply(api_client: Any, documents: list[dict[str, Any]]) -> None:
 def _pods(api_client: Any) -> list[dict[str, Any]]:
     from kubernetes import client
 
-    response = client.CoreV1Api(api_client).list_namespaced_pod(NAMESPACE, _preload_content=False)
+    response: Any = client.CoreV1Api(api_client).list_namespaced_pod(NAMESPACE, _preload_content=False)
     items: list[dict[str, Any]] = json.loads(response.data)["items"]
     return sorted(items, key=lambda p: p["metadata"]["name"])
 
@@ -169,7 +169,9 @@ def run(keep: bool, examples: Path) -> int:
         plane.start()
         _say(f"control plane {plane.version()['gitVersion']} ready at {plane.url} in {time.monotonic() - started:.0f}s")
         api_client = config.new_client_from_config(config_file=str(plane.kubeconfig))
-        core = client.CoreV1Api(api_client)
+        # plain dicts are what the API accepts; the typed client models add nothing here
+        core: Any = client.CoreV1Api(api_client)
+        admission: Any = client.AdmissionregistrationV1Api(api_client)
         core.create_node(
             {
                 "metadata": {
@@ -184,7 +186,7 @@ def run(keep: bool, examples: Path) -> int:
         registration = mutating_webhook_configuration(
             name="lanes", ca_pem=ca_pem, own_namespace=OWN_NAMESPACE, url=url, failure_policy="Fail"
         )
-        client.AdmissionregistrationV1Api(api_client).create_mutating_webhook_configuration(registration)
+        admission.create_mutating_webhook_configuration(registration)
         core.create_namespace({"metadata": {"name": NAMESPACE, "labels": {"lanes": "enabled"}}})
         _say(f"namespace {NAMESPACE} labeled lanes=enabled; waiting for its default ServiceAccount")
         wait_for_default_service_account(api_client, NAMESPACE)

@@ -1,0 +1,37 @@
+"""The ``lanes`` command's structure: subcommands, lazy imports, exit statuses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from webhook.cli import COMMANDS, main
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        assert command.name in out
+
+
+@pytest.mark.parametrize("name", ["doctor", "demo"])
+def test_other_subcommands_are_reachable(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([name, "--help"]) == 0
+    assert f"lanes {name}" in capsys.readouterr().out
+
+
+def test_unknown_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bogus"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_inject_does_not_import_the_cluster_commands() -> None:
+    code = (
+        "import sys; from webhook.cli import main; main(['inject', '--help']); "
+        "print(sorted(m for m in ('webhook.doctor', 'webhook.demo', 'kubernetes') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

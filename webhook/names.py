@@ -1,0 +1,118 @@
+"""Every label, annotation, condition, container, port and environment variable name Lanes uses.
+
+This module is the product contract (docs/reference.md, DESIGN.md "Names") in code: the mutation, the resolution,
+the validating path, the CLI and the tests import names from here, so a rename happens in one place. The helper
+reads the same environment variable names from ``helper/env.py``; the two are kept equal by a unit test.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "lanes.io/"
+
+# --- namespace opt-in (matched by the webhook's namespaceSelector, not read by the core) ---------------------
+NAMESPACE_ENABLE_LABEL: Final = "lanes"
+NAMESPACE_ENABLE_VALUE: Final = "enabled"
+
+# --- labels ---------------------------------------------------------------------------------------------------
+LABEL_INJECT: Final = "lanes.io/inject"  # pod label; "false" opts one workload out
+LABEL_LANE: Final = "lanes.io/lane"  # written on every injected pod; also read from the namespace as a label
+LABEL_APP: Final = "lanes.io/app"
+
+# Well-known labels the app name defaults to, in order.
+LABEL_K8S_NAME: Final = "app.kubernetes.io/name"
+LABEL_APP_LEGACY: Final = "app"
+LABEL_POD_TEMPLATE_HASH: Final = "pod-template-hash"  # set by the Deployment controller on RS and pods
+
+# --- annotations (user settings) -----------------------------------------------------------------------------
+ANN_LANE: Final = "lanes.io/lane"
+ANN_APP: Final = "lanes.io/app"
+ANN_WARMUP: Final = "lanes.io/warmup"
+ANN_WARMUP_CURVE: Final = "lanes.io/warmup-curve"
+ANN_WARMUP_REQUESTS: Final = "lanes.io/warmup-requests"
+ANN_REGISTER_DELAY: Final = "lanes.io/register-delay"
+ANN_PREWARM: Final = "lanes.io/prewarm"
+ANN_PREWARM_POLICY: Final = "lanes.io/prewarm-policy"
+ANN_DRAIN: Final = "lanes.io/drain"
+ANN_OFFLINE_NOTIFY: Final = "lanes.io/offline-notify"
+ANN_PORT: Final = "lanes.io/port"
+ANN_AGENT: Final = "lanes.io/agent"
+
+# --- annotation written by the webhook ------------------------------------------------------------------------
+ANN_STATUS: Final = "lanes.io/status"
+
+SETTING_ANNOTATIONS: Final = (
+    ANN_LANE,
+    ANN_APP,
+    ANN_WARMUP,
+    ANN_WARMUP_CURVE,
+    ANN_WARMUP_REQUESTS,
+    ANN_REGISTER_DELAY,
+    ANN_PREWARM,
+    ANN_PREWARM_POLICY,
+    ANN_DRAIN,
+    ANN_OFFLINE_NOTIFY,
+    ANN_PORT,
+    ANN_AGENT,
+)
+"""Annotations a user sets; each is resolved pod > workload > namespace > cluster default."""
+
+KNOWN_ANNOTATIONS: Final = frozenset((*SETTING_ANNOTATIONS, ANN_STATUS))
+"""Every ``lanes.io/*`` annotation key that is not a typo."""
+
+# --- pod condition (readiness gate) -------------------------------------------------------------------------
+CONDITION_REGISTERED: Final = "lanes.io/registered"
+
+# --- injected containers and ports ----------------------------------------------------------------------------
+CONTAINER_PREWARM: Final = "lanes-prewarm"
+CONTAINER_AGENT: Final = "lanes-agent"
+INJECTED_CONTAINERS: Final = frozenset((CONTAINER_PREWARM, CONTAINER_AGENT))
+AGENT_PORT_NAME: Final = "lanes-agent"  # IANA_SVC_NAME: <= 15 characters
+
+AGENT_PATH_READY: Final = "/ready"
+AGENT_PATH_PRESTOP: Final = "/prestop"
+AGENT_PATH_HEALTHZ: Final = "/healthz"
+AGENT_PATH_METRICS: Final = "/metrics"
+
+NONROOT_UID: Final = 65532  # the "nonroot" user of distroless images; the helper image runs as it
+
+# --- environment variables: app containers -----------------------------------------------------------------
+ENV_LANE: Final = "LANES_LANE"
+ENV_APP: Final = "LANES_APP"
+ENV_TAG_HEADER: Final = "LANES_TAG_HEADER"
+ENV_POD_NAME: Final = "LANES_POD_NAME"
+ENV_POD_NAMESPACE: Final = "LANES_POD_NAMESPACE"
+ENV_POD_IP: Final = "LANES_POD_IP"
+ENV_OTEL_RESOURCE_ATTRIBUTES: Final = "OTEL_RESOURCE_ATTRIBUTES"
+OTEL_LANE_KEY: Final = "lanes.lane"  # the resource attribute merged into OTEL_RESOURCE_ATTRIBUTES
+
+# --- environment variables: lanes-prewarm (mirrors helper/env.py) -------------------------------------------
+ENV_PREWARM_TARGETS: Final = "LANES_PREWARM_TARGETS"
+ENV_PREWARM_POLICY: Final = "LANES_PREWARM_POLICY"
+ENV_PREWARM_DEADLINE: Final = "LANES_PREWARM_DEADLINE"
+ENV_PREWARM_TIMEOUT: Final = "LANES_PREWARM_TIMEOUT"
+ENV_PREWARM_CA_FILE: Final = "LANES_PREWARM_CA_FILE"
+ENV_PREWARM_INSECURE: Final = "LANES_PREWARM_INSECURE"
+
+# --- environment variables: lanes-agent (mirrors helper/env.py) ---------------------------------------------
+ENV_AGENT_PORT: Final = "LANES_AGENT_PORT"
+ENV_APP_PORT: Final = "LANES_APP_PORT"
+ENV_APP_HOST: Final = "LANES_APP_HOST"
+ENV_APP_READY_PATH: Final = "LANES_APP_READY_PATH"
+ENV_APP_READY_SCHEME: Final = "LANES_APP_READY_SCHEME"
+ENV_WARMUP: Final = "LANES_WARMUP"
+ENV_WARMUP_CURVE: Final = "LANES_WARMUP_CURVE"
+ENV_WARMUP_REQUESTS: Final = "LANES_WARMUP_REQUESTS"
+ENV_WARMUP_REQUESTS_DEADLINE: Final = "LANES_WARMUP_REQUESTS_DEADLINE"
+ENV_DRAIN: Final = "LANES_DRAIN"
+ENV_OFFLINE_NOTIFY: Final = "LANES_OFFLINE_NOTIFY"
+ENV_REGISTRIES: Final = "LANES_REGISTRIES"
+
+# --- kinds ----------------------------------------------------------------------------------------------------
+KIND_REPLICASET: Final = "ReplicaSet"
+KIND_DEPLOYMENT: Final = "Deployment"
+KIND_STATEFULSET: Final = "StatefulSet"
+KIND_DAEMONSET: Final = "DaemonSet"
+KIND_JOB: Final = "Job"
+KIND_CRONJOB: Final = "CronJob"
