@@ -1,0 +1,541 @@
+"""Test support for the controller tests: fake nodes that honour readiness gates, restricted credentials,
+controllers in-process and as processes, the real admission server, waiting helpers.
+
+Fake nodes. kwok's own pod stages do not model readiness gates (``pod/general``, which the session harness runs,
+sets every readiness-gate condition True when the pod is created; ``pod/fast`` reports Ready regardless), so
+these tests run a second kwok process with ``kwok_stages.yaml``: ContainersReady as soon as the pod is placed,
+Ready only when every readiness gate's condition is True, exactly the kubelet's rule. It manages only nodes
+annotated ``lanes.test/kwok=controller``; those nodes carry a NoSchedule taint so no other test's pods land
+there, and the pods here are pinned to them (nodeName, or nodeSelector + toleration in templates).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import config as kube_config
+
+from webhook import names, pki
+from webhook.controller import Controller, ControllerMetrics, ControllerSettings
+from webhook.controller.cli import api_client
+from webhook.controller.kube import Kube, KubeError
+from webhook.controller.rbac import cluster_rules, namespace_rules
+from webhook.envtest import ControlPlane
+from webhook.envtest.binaries import ensure_binaries
+from webhook.envtest.cluster import Component, free_port
+
+STAGES = Path(__file__).with_name("kwok_stages.yaml")
+KWOK_ANNOTATION = "lanes.test/kwok"
+KWOK_VALUE = "controller"
+NODE_LABEL = "lanes.test/node"
+READY_DELAY_ANNOTATION = "lanes.test/ready-delay"  # read by kwok_stages.yaml
+REPO = Path(__file__).resolve().parents[2]
+
+T = TypeVar("T")
+
+
+# --- waiting -------------------------------------------------------------------------------------------------
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (KubeError, OSError) as exc:
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+        time.sleep(interval)
+
+
+# --- pods ----------------------------------------------------------------------------------------------------
+
+
+def conditions(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
+
+
+def condition_status(pod: dict[str, Any], kind: str) -> str | None:
+    return conditions(pod).get(kind, {}).get("status")
+
+
+def parse_time(text: str) -> float:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def gated_pod(
+    name: str,
+    node: str,
+    *,
+    register_delay: str | None = None,
+    status_delay: float | None = None,
+    ready_delay: str | None = None,
+    gate: bool = True,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A pod as the webhook would leave it (readiness gate; ``lanes.io/status`` when ``status_delay`` is set)."""
+    annotations: dict[str, str] = {}
+    if register_delay is not None:
+        annotations[names.ANN_REGISTER_DELAY] = register_delay
+    if status_delay is not None:
+        annotations[names.ANN_STATUS] = status_annotation(status_delay)
+    if ready_delay is not None:
+        annotations[READY_DELAY_ANNOTATION] = ready_delay
+    spec: dict[str, Any] = {
+        "nodeName": node,
+        "containers": [{"name": "app", "image": "registry.example/app:1"}],
+        "terminationGracePeriodSeconds": 0,
+    }
+    if gate:
+        spec["readinessGates"] = [{"conditionType": names.CONDITION_REGISTERED}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}, "annotations": annotations},
+        "spec": spec,
+    }
+
+
+def status_annotation(register_delay: float) -> str:
+    """A ``lanes.io/status`` value as the webhook writes it, via the core's own code."""
+    from webhook.mutation import status_of
+    from webhook.settings import LanesConfig
+
+    return status_of(LanesConfig(lane="base", app="app", register_delay=register_delay), {"containers": {}})
+
+
+def pinned_template(node: str, labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
+    """A pod template for workloads: scheduled onto the gate-honouring fake node only."""
+    return {
+        "metadata": {"labels": labels, "annotations": annotations},
+        "spec": {
+            "nodeSelector": {NODE_LABEL: node},
+            "tolerations": [{"key": KWOK_ANNOTATION, "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "app", "image": "registry.example/app:1"}],
+            "readinessGates": [{"conditionType": names.CONDITION_REGISTERED}],
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+
+
+# --- the gate-honouring fake node ------------------------------------------------------------------------------
+
+
+@dataclass
+class GateNode:
+    """A second kwok with ``kwok_stages.yaml`` and one fake node it manages."""
+
+    control_plane: ControlPlane
+    name: str = field(default_factory=lambda: f"lanes-kwok-{uuid.uuid4().hex[:6]}")
+    component: Component | None = None
+
+    def start(self) -> GateNode:
+        bin_dir = ensure_binaries(("kwok",))
+        assert self.control_plane.workdir is not None
+        self.component = Component(
+            "kwok-controller-tests",
+            [
+                str(bin_dir / "kwok"),
+                f"--kubeconfig={self.control_plane.kubeconfig}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}={KWOK_VALUE}",
+                "--node-ip=10.245.0.1",
+                "--cidr=10.245.0.0/16",
+                f"--server-address=127.0.0.1:{free_port()}",
+                f"--config={STAGES}",
+            ],
+            self.control_plane.logs_dir / "kwok-controller-tests.log",
+        )
+        self.component.start()
+        kube = Kube(kube_config.new_client_from_config(config_file=str(self.control_plane.kubeconfig)))
+        kube.create(
+            "/api/v1/nodes",
+            {
+                "metadata": {
+                    "name": self.name,
+                    "annotations": {KWOK_ANNOTATION: KWOK_VALUE},
+                    "labels": {NODE_LABEL: self.name, "type": "kwok"},
+                },
+                "spec": {"taints": [{"key": KWOK_ANNOTATION, "value": KWOK_VALUE, "effect": "NoSchedule"}]},
+            },
+        )
+
+        def ready() -> bool:
+            if not self.component or not self.component.alive():
+                raise AssertionError(f"kwok exited: {self.component.failure('exited') if self.component else ''}")
+            node = kube.get(f"/api/v1/nodes/{self.name}")
+            return condition_status(node, "Ready") == "True" and not any(
+                t.get("key", "").startswith("node.kubernetes.io/") for t in node["spec"].get("taints") or []
+            )
+
+        wait_for(ready, 60, f"fake node {self.name} Ready and untainted")
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            kube = Kube(kube_config.new_client_from_config(config_file=str(self.control_plane.kubeconfig)))
+            kube.delete(f"/api/v1/nodes/{self.name}")
+        if self.component is not None:
+            self.component.stop()
+
+
+# --- credentials bound to exactly the documented RBAC ---------------------------------------------------------
+
+
+def restricted_kubeconfig(control_plane: ControlPlane, user: str, directory: Path) -> Path:
+    """A kubeconfig for ``user`` (a client certificate from the control plane's CA): no groups, no privileges
+    beyond what is bound to it."""
+    ca = pki.KeyPair(control_plane.path("ca.crt").read_bytes(), control_plane.path("ca.key").read_bytes())
+    pair = pki.issue(ca, user, dt.timedelta(days=1), server=False, client=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "user.crt").write_bytes(pair.cert_pem)
+    (directory / "user.key").write_bytes(pair.key_pem)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "t", "cluster": {"server": control_plane.url, "certificate-authority": str(control_plane.ca_file)}}
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate": str(directory / "user.crt"), "client-key": str(directory / "user.key")},
+            }
+        ],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": user}}],
+        "current-context": "t",
+    }
+    path = directory / "kubeconfig"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def grant(kube: Kube, user: str, settings: ControllerSettings) -> list[str]:
+    """Bind ``user`` to the controller's documented rules (webhook.controller.rbac), and nothing else; returns
+    the paths of the objects created (for cleanup)."""
+    role = f"lanes-controller-{uuid.uuid4().hex[:8]}"
+    subject = [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    ns = settings.namespace
+    objects = [
+        (f"{rbac}/clusterroles", {"metadata": {"name": role}, "rules": cluster_rules(settings)}),
+        (f"{rbac}/clusterrolebindings", _binding(role, "ClusterRole", subject)),
+        (f"{rbac}/namespaces/{ns}/roles", {"metadata": {"name": role}, "rules": namespace_rules(settings)}),
+        (f"{rbac}/namespaces/{ns}/rolebindings", _binding(role, "Role", subject)),
+    ]
+    created = []
+    for collection, body in objects:
+        kube.create(collection, body)
+        created.append(f"{collection}/{role}")
+    return created
+
+
+def _binding(role: str, kind: str, subjects: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+        "subjects": subjects,
+    }
+
+
+def client_for(kubeconfig: Path) -> Any:
+    """The ApiClient the controller's own command line would build (pool size, retries)."""
+    return api_client(str(kubeconfig), in_cluster=False)
+
+
+# --- controllers ----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running_controller(settings: ControllerSettings, kubeconfig: Path) -> Iterator[Controller]:
+    """A controller in this process (its own ApiClient and metrics registry)."""
+    controller = Controller(settings, client_for(kubeconfig), metrics=ControllerMetrics())
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop(timeout=10)
+
+
+def metric(controller_metrics: ControllerMetrics, name: str, labels: dict[str, str] | None = None) -> float:
+    value = controller_metrics.registry.get_sample_value(name, labels or {})
+    return float(value or 0.0)
+
+
+@dataclass
+class ControllerProcess:
+    """``python -m webhook.controller`` as a separate process (what the chart runs)."""
+
+    args: list[str]
+    log_path: Path
+    metrics_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ControllerProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "webhook.controller",
+            f"--metrics-port={self.metrics_port}",
+            "--metrics-host=127.0.0.1",
+            *self.args,
+        ]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=_env())
+        log.close()
+        wait_for(self._scrape_ok, 30, f"controller process metrics on :{self.metrics_port}")
+        return self
+
+    def _scrape_ok(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"controller exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+        return bool(self.metrics())
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            match = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) ([-+0-9.eEinfNa]+)$", line)
+            if match:
+                out[match.group(1)] = float(match.group(2))
+        return out
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+# --- the real admission server --------------------------------------------------------------------------------
+
+
+@dataclass
+class AdmissionServer:
+    """``lanes-webhook serve`` reading the certificate files the controller writes."""
+
+    cert_dir: Path
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    def start(self) -> AdmissionServer:
+        command = [
+            str(Path(sys.executable).parent / "lanes-webhook"),
+            "serve",
+            f"--cert={self.cert_dir / 'tls.crt'}",
+            f"--key={self.cert_dir / 'tls.key'}",
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+            "--no-owner-cache",
+            "--shutdown-delay=0",
+            "--cert-check-interval=0.2",
+        ]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=_env())
+        log.close()
+        wait_for(self._listening, 30, "lanes-webhook serve listening")
+        return self
+
+    def _listening(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"lanes-webhook exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+        import socket
+
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+        return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def webhook_configuration(
+    name: str, url: str, selector: dict[str, str], failure_policy: str = "Fail"
+) -> dict[str, Any]:
+    """A MutatingWebhookConfiguration shaped like the chart's, calling ``url`` (no caBundle: the controller
+    fills it in)."""
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "pods.lanes.io",
+                "clientConfig": {"url": url + "/mutate"},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": selector},
+                "objectSelector": {
+                    "matchExpressions": [{"key": names.LABEL_INJECT, "operator": "NotIn", "values": ["false"]}]
+                },
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 5,
+                "failurePolicy": failure_policy,
+            }
+        ],
+    }
+
+
+class Stopwatch(threading.Thread):
+    """Runs ``action`` repeatedly on a thread until stopped; keeps every result and error."""
+
+    def __init__(self, action: Callable[[int], Any], pause: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.action = action
+        self.pause = pause
+        self.results: list[Any] = []
+        self.errors: list[str] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        index = 0
+        while not self._stop_event.is_set():
+            try:
+                self.results.append(self.action(index))
+            except Exception as exc:
+                self.errors.append(f"#{index}: {exc}")
+            index += 1
+            self._stop_event.wait(self.pause)
+
+    def finish(self) -> None:
+        self._stop_event.set()
+        self.join(30)
+
+
+# --- a webhook whose certificates the controller manages -------------------------------------------------------
+
+
+@dataclass
+class ManagedWebhook:
+    controller: Controller
+    server: AdmissionServer
+    settings: ControllerSettings
+
+    def server_metrics(self, ca_pem: bytes) -> str:
+        import ssl
+
+        context = ssl.create_default_context(cadata=ca_pem.decode())
+        with urllib.request.urlopen(self.server.url + "/metrics", context=context, timeout=5) as response:
+            return response.read().decode()
+
+
+def admission_requests(metrics_text: str, path: str = "/mutate") -> float:
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("lanes_admission_requests_total{") and f'path="{path}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@contextlib.contextmanager
+def managed_webhook(env: Any, failure_policy: str = "Fail", **overrides: Any) -> Iterator[ManagedWebhook]:
+    """The controller (managing certificates) + the real admission server + a webhook registration for the
+    environment's enabled namespaces, created without caBundle: the controller fills it in."""
+    cert_dir = env.workdir / "certs"
+    server = AdmissionServer(cert_dir, env.workdir / "webhook.log")
+    settings = env.settings(
+        manage_certs=True,
+        cert_dir=cert_dir,
+        extra_dns_names=("localhost",),
+        extra_ip_addresses=("127.0.0.1",),
+        **overrides,
+    )
+    config_path = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{settings.webhook_config}"
+    with contextlib.suppress(KubeError):
+        env.kube.delete(config_path)
+    env.kube.create(
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        webhook_configuration(settings.webhook_config, f"https://127.0.0.1:{server.port}", env.labels, failure_policy),
+    )
+    env.created.append(config_path)
+    with running_controller(settings, env.kubeconfig) as controller:
+        assert controller.wait_for_certificates(30), "no certificate files"
+        server.start()
+        try:
+            yield ManagedWebhook(controller, server, settings)
+        finally:
+            server.stop()
+
+
+def restart_apiserver(control_plane: ControlPlane) -> None:
+    """Stop and start kube-apiserver on the same port (etcd keeps the data). Call
+    :func:`wait_for_controller_manager` afterwards, before the test ends."""
+    control_plane.stop_apiserver()
+    control_plane.start_apiserver()
+
+
+def wait_for_controller_manager(control_plane: ControlPlane, timeout: float = 60) -> None:
+    """A fresh namespace gets its ``default`` ServiceAccount: kube-controller-manager's watches are back.
+
+    It reconnects with a backoff of up to 30 s after an API server restart; without this wait, the tests after a
+    restart would pay for it (their namespaces get no ServiceAccount in time)."""
+    kube = Kube(kube_config.new_client_from_config(config_file=str(control_plane.kubeconfig)))
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    try:
+        wait_for(
+            lambda: kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+            timeout,
+            "kube-controller-manager to recover after the API server restart",
+            interval=0.5,
+        )
+    finally:
+        with contextlib.suppress(KubeError):
+            kube.delete(f"/api/v1/namespaces/{name}")

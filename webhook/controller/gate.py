@@ -1,0 +1,247 @@
+"""Delayed registration: set the ``lanes.io/registered`` condition once ``ContainersReady`` has held for the pod's
+register delay.
+
+The Deployment controller counts a pod as available only when it is Ready, and with the readiness gate the
+kubelet reports Ready only once this condition is True: so a rollout waits here, pod by pod, and a new pod
+receives traffic only after its containers (including the agent, whose readiness covers warm-up) have been
+ready for the register delay.
+
+One timer per pending pod (``timers.TimerQueue``), started when the watch shows ``ContainersReady``; when it
+fires, one strategic-merge PATCH of the pod's ``status`` subresource. The patch carries the pod's UID, so it
+fails with 409 instead of touching a different pod that reuses the name (StatefulSets do). A pod whose
+containers later become unready keeps the condition: registration happens once per pod start. A pod whose
+containers become unready *before* the delay has passed starts over.
+
+When ``ContainersReady`` was seen flipping to True by this watch, the delay counts from that moment (the
+timestamps in the pod have one-second resolution); a pod that was already ready when this leader started
+counts from the condition's ``lastTransitionTime``, so a failover neither restarts nor skips the delay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from webhook import names
+from webhook.controller import pods as podfacts
+from webhook.controller.backoff import Backoff
+from webhook.controller.kube import JSON, Kube, KubeError, quote
+from webhook.controller.leader import NotLeader
+from webhook.controller.metrics import ControllerMetrics
+from webhook.controller.reflector import Reflector
+from webhook.controller.timers import TimerQueue
+from webhook.durations import format_duration
+
+log = logging.getLogger("lanes.controller.gate")
+
+CONTAINERS_READY = "ContainersReady"
+REASON = "RegisterDelayElapsed"
+
+
+@dataclass
+class _Pending:
+    """What the gate knows about one pod it has not registered yet."""
+
+    key: str
+    seen_unready: bool = False
+    ready_since_ltt: str | None = None  # the ContainersReady.lastTransitionTime the running timer counts from
+    ready_since: float | None = None  # monotonic
+    delay: float = 0.0
+    retry: Backoff | None = None
+
+
+def status_patch(uid: str, delay: float, now: dt.datetime | None = None) -> JSON:
+    """The strategic-merge patch for ``pods/status`` (conditions merge by ``type``; the UID is a precondition)."""
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return {
+        "metadata": {"uid": uid},
+        "status": {
+            "conditions": [
+                {
+                    "type": names.CONDITION_REGISTERED,
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "reason": REASON,
+                    "message": f"containers ready for the register delay ({format_duration(delay)})",
+                }
+            ]
+        },
+    }
+
+
+class Gate:
+    """The readiness-gate loop of one leader term; fed by the pod and namespace watches."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        pods: Reflector,
+        namespace_enabled: Callable[[str], bool],
+        write_timeout: Callable[[], float],
+        metrics: ControllerMetrics,
+        *,
+        default_delay: float = 0.0,
+        concurrency: int = 8,
+    ) -> None:
+        self.kube = kube
+        self.pods = pods
+        self.namespace_enabled = namespace_enabled
+        self.write_timeout = write_timeout
+        self.metrics = metrics
+        self.default_delay = default_delay
+        self.timers = TimerQueue("gate", concurrency)
+        self._lock = threading.Lock()
+        self._pending: dict[str, _Pending] = {}
+        self._done: set[str] = set()  # registered (by us or seen True): never PATCHed again
+        self._stopped = False
+
+    # -- watch handlers (reflector thread) -------------------------------------------------------------------
+
+    def on_pod(self, kind: str, pod: JSON, old: JSON | None) -> None:
+        uid = podfacts.uid_of(pod)
+        if not uid:
+            return
+        if kind == "DELETED":
+            with self._lock:
+                self._done.discard(uid)
+                self._forget(uid)
+            return
+        with self._lock:
+            self._evaluate(uid, pod)
+
+    def on_namespace(self, kind: str, namespace: JSON, old: JSON | None) -> None:
+        """A namespace entered or left the enabled set: re-evaluate its pods."""
+        if kind == "MODIFIED":
+            return
+        name = (namespace.get("metadata") or {}).get("name")
+        with self._lock:
+            for pod in self.pods.items():
+                if podfacts.namespace_of(pod) == name:
+                    self._evaluate(podfacts.uid_of(pod), pod)
+
+    def retry_now(self) -> None:
+        """The API server is reachable again: PATCHes waiting in backoff go out now, not at their next retry."""
+        with self._lock:
+            for uid, entry in self._pending.items():
+                if entry.retry is not None and entry.retry.attempts:
+                    entry.retry.reset()
+                    self.timers.schedule(uid, time.monotonic(), lambda uid=uid: self._fire(uid))  # type: ignore[misc]
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._pending.clear()
+            self.metrics.gate_pending.set(0)
+        self.timers.stop()
+
+    # -- decisions (under the lock) --------------------------------------------------------------------------
+
+    def _eligible(self, pod: JSON) -> bool:
+        return (
+            podfacts.has_gate(pod)
+            and not podfacts.is_deleting(pod)
+            and not podfacts.is_terminal(pod)
+            and self.namespace_enabled(podfacts.namespace_of(pod))
+        )
+
+    def _forget(self, uid: str) -> None:
+        self._pending.pop(uid, None)
+        self.timers.cancel(uid)
+        self.metrics.gate_pending.set(len(self._pending))
+
+    def _evaluate(self, uid: str, pod: JSON) -> None:
+        if self._stopped:
+            return
+        if not self._eligible(pod):
+            self._forget(uid)
+            return
+        if podfacts.condition_true(pod, names.CONDITION_REGISTERED):
+            self._done.add(uid)
+            self._forget(uid)
+            return
+        if uid in self._done:
+            return  # our PATCH is on its way back through the watch
+        key = f"{podfacts.namespace_of(pod)}/{podfacts.meta(pod).get('name')}"
+        entry = self._pending.get(uid)
+        if entry is None:
+            entry = self._pending[uid] = _Pending(key)
+            self.metrics.gate_pending.set(len(self._pending))
+        ready = podfacts.condition(pod, CONTAINERS_READY)
+        if ready is None or ready.get("status") != "True":
+            entry.seen_unready = True
+            entry.ready_since = entry.ready_since_ltt = None
+            self.timers.cancel(uid)
+            return
+        ltt = ready.get("lastTransitionTime")
+        if entry.ready_since is not None and entry.ready_since_ltt == ltt:
+            return  # already counting from this transition
+        now = time.monotonic()
+        if entry.seen_unready:
+            since = now  # we watched it become ready: our clock is the precise one
+        else:
+            stamp = podfacts.parse_time(ltt)
+            since = now - max(0.0, time.time() - stamp) if stamp is not None else now
+        entry.ready_since, entry.ready_since_ltt = since, ltt
+        entry.delay = podfacts.register_delay(pod, self.default_delay)
+        entry.retry = None
+        self.timers.schedule(uid, since + entry.delay, lambda: self._fire(uid))
+        log.debug("gate timer started", extra={"pod": key, "delay": entry.delay})
+
+    # -- the PATCH (worker thread) ---------------------------------------------------------------------------
+
+    def _fire(self, uid: str) -> None:
+        with self._lock:
+            entry = self._pending.get(uid)
+            if entry is None or self._stopped:
+                return
+            pod = self.pods.get(entry.key)
+            if pod is None or podfacts.uid_of(pod) != uid:
+                self._forget(uid)
+                return
+            ready = podfacts.condition(pod, CONTAINERS_READY)
+            same = ready is not None and ready.get("lastTransitionTime") == entry.ready_since_ltt
+            if ready is None or ready.get("status") != "True" or not same:
+                return  # the watch handler has (re)scheduled or cancelled this pod already
+            delay = entry.delay
+            key = entry.key
+        try:
+            timeout = self.write_timeout()
+        except NotLeader:
+            return
+        namespace, name = key.split("/", 1)
+        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/status"
+        try:
+            self.kube.patch(path, status_patch(uid, delay), "strategic", timeout=(min(5.0, timeout), timeout))
+        except KubeError as exc:
+            self._failed(uid, key, exc)
+            return
+        self.metrics.gate_patches.labels("success").inc()
+        with self._lock:
+            self._done.add(uid)
+            self._forget(uid)
+        log.info(
+            "pod registered",
+            extra={"pod": key, "uid": uid, "register_delay": delay, "condition": names.CONDITION_REGISTERED},
+        )
+
+    def _failed(self, uid: str, key: str, exc: KubeError) -> None:
+        self.metrics.gate_patches.labels("failure").inc()
+        if exc.status in (404, 409, 422):
+            # Gone, replaced by a pod with the same name (UID precondition), or not patchable: nothing to retry.
+            log.info("pod not registered", extra={"pod": key, "uid": uid, "error": str(exc)})
+            with self._lock:
+                self._forget(uid)
+            return
+        with self._lock:
+            entry = self._pending.get(uid)
+            if entry is None or self._stopped:
+                return
+            entry.retry = entry.retry or Backoff(initial=0.5, cap=10.0)
+            delay = max(entry.retry.next(), exc.retry_after or 0.0)
+            self.timers.schedule(uid, time.monotonic() + delay, lambda: self._fire(uid))
+        log.warning("registering pod failed; retrying", extra={"pod": key, "error": str(exc), "retry_in": delay})

@@ -1,0 +1,210 @@
+"""JSON over the kubernetes client's HTTP stack: plain dicts in and out, and watch streams that can be closed.
+
+Why not the generated typed API? The loops here need three things it does not give: (1) a watch that another
+thread can interrupt at once (a leader that loses its lease must stop reading and acting immediately, and
+``kubernetes.watch.Watch.stop()`` only takes effect at the next event), (2) objects as plain JSON so a watch
+cache can keep a small projection of each pod instead of a deep model tree, and (3) one error type that carries
+the HTTP status, the API's ``Status`` reason and ``Retry-After``. Authentication, TLS and token refresh still
+come from the ``ApiClient`` (kubeconfig, in-cluster service account, exec plugins), through its public
+``param_serialize``/``call_api``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import urllib3
+
+JSON = dict[str, Any]
+
+#: (connect, read) seconds for ordinary requests.
+DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+
+
+class KubeError(Exception):
+    """A failed API call. ``status`` is the HTTP status, or 0 when the server could not be reached."""
+
+    def __init__(self, status: int, reason: str, body: JSON | None = None, retry_after: float | None = None):
+        self.status = status
+        self.reason = reason
+        self.body = body or {}
+        self.retry_after = retry_after
+        super().__init__(f"{status} {reason}: {self.message}" if status else f"unreachable: {reason}")
+
+    @property
+    def message(self) -> str:
+        """The API server's human-readable explanation (``Status.message``), if any."""
+        return str(self.body.get("message") or self.reason)
+
+    @property
+    def api_reason(self) -> str:
+        """``Status.reason`` (``NotFound``, ``Conflict``, ``TooManyRequests``, ...), if any."""
+        return str(self.body.get("reason") or "")
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_from(status: int, reason: str, data: bytes, headers: Mapping[str, str]) -> KubeError:
+    body: JSON | None = None
+    try:
+        parsed = json.loads(data) if data else None
+        body = parsed if isinstance(parsed, dict) else None
+    except ValueError:
+        body = {"message": data[:300].decode(errors="replace")}
+    return KubeError(status, reason, body, _retry_after(headers))
+
+
+class WatchStream:
+    """Events of one watch request; iterate it, and ``close()`` it from any thread to end the iteration now."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Iterator[JSON]:
+        buffer = b""
+        try:
+            for chunk in self._response.stream(16 * 1024, decode_content=True):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+                if self._closed.is_set():
+                    return
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            if self._closed.is_set():
+                return
+            raise KubeError(0, f"watch stream broken: {exc}") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Unblock a reader stuck in ``recv`` (shutdown the socket) and release the connection."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(Exception):
+            self._response.shutdown()
+        with contextlib.suppress(Exception):
+            self._response.release_conn()
+
+    def __enter__(self) -> WatchStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Kube:
+    """The handful of verbs the controller and ``lanes doctor`` use, on raw API paths."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api_client = api_client
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        content_type: str | None,
+        timeout: float | tuple[float, float] | None,
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        method, url, headers, body, post = self.api_client.param_serialize(
+            method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        if query:
+            url += "?" + urllib.parse.urlencode({k: _query_value(v) for k, v in query.items() if v is not None})
+        try:
+            return self.api_client.call_api(method, url, headers, body, post, _request_timeout=timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeError(0, f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # the client wraps TLS failures in ApiException(status=0)
+            status = getattr(exc, "status", None)
+            if status == 0:
+                raise KubeError(0, str(getattr(exc, "reason", exc))) from None
+            raise
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | tuple[float, float] | None = DEFAULT_TIMEOUT,
+    ) -> JSON:
+        """One request; the decoded JSON answer, or :class:`KubeError`."""
+        response = self._send(method, path, query, body, content_type, timeout)
+        try:
+            data = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeError(0, f"{type(exc).__name__}: {exc}") from None
+        if not 200 <= response.status <= 299:
+            raise _error_from(response.status, response.reason or "", data or b"", response.headers)
+        if not data:
+            return {}
+        parsed = json.loads(data)
+        return parsed if isinstance(parsed, dict) else {"items": parsed}
+
+    # -- verbs ---------------------------------------------------------------------------------------------
+
+    def get(self, path: str, query: Mapping[str, Any] | None = None, **kw: Any) -> JSON:
+        return self.request("GET", path, query=query, **kw)
+
+    def create(self, path: str, body: JSON, **kw: Any) -> JSON:
+        return self.request("POST", path, body=body, **kw)
+
+    def replace(self, path: str, body: JSON, **kw: Any) -> JSON:
+        """PUT: with ``metadata.resourceVersion`` in ``body`` it fails with 409 if the object changed since."""
+        return self.request("PUT", path, body=body, **kw)
+
+    def patch(self, path: str, body: Any, patch_type: str = "strategic", **kw: Any) -> JSON:
+        content_type = {
+            "strategic": "application/strategic-merge-patch+json",
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+        }[patch_type]
+        return self.request("PATCH", path, body=body, content_type=content_type, **kw)
+
+    def delete(self, path: str, body: JSON | None = None, **kw: Any) -> JSON:
+        return self.request("DELETE", path, body=body, **kw)
+
+    def watch(self, path: str, query: Mapping[str, Any], read_timeout: float) -> WatchStream:
+        """Open ``?watch=1`` on a collection; the caller iterates and closes the returned stream."""
+        params = dict(query)
+        params["watch"] = "true"
+        response = self._send("GET", path, params, None, None, (DEFAULT_TIMEOUT[0], read_timeout))
+        if not 200 <= response.status <= 299:
+            data = response.read()
+            raise _error_from(response.status, response.reason or "", data or b"", response.headers)
+        return WatchStream(response.response)
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def quote(name: str) -> str:
+    """A path segment (object names are DNS-ish, but never trust input that builds a URL)."""
+    return urllib.parse.quote(name, safe="")

@@ -1,0 +1,281 @@
+"""Repair: find pods in enabled namespaces that were admitted without injection, report them, optionally evict.
+
+Under ``failurePolicy: Ignore`` a webhook outage lets pods through unchanged: no readiness gate, no drain, no
+lane label. Each such pod is reported once (a Warning Event on the pod, one JSON log line, the
+``lanes_repair_uninjected_pods`` gauge; ``lanes doctor`` lists them too). With ``repair: evict`` it is then
+evicted through the Eviction API, so PodDisruptionBudgets apply (a 429 is retried later) and its controller
+recreates it, this time injected.
+
+Evicting is rate limited (token bucket) and careful about owners: after evicting a pod, the next pod of the same
+owner waits until the replacement appears (or ``replacement_timeout`` passes). If the replacement is again
+uninjected the webhook is evidently still unreachable, and that owner is held back with an exponentially
+growing pause instead of being evicted in a loop. Bare pods and Job pods are only reported: nothing would
+recreate them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from webhook.controller import pods as podfacts
+from webhook.controller.backoff import Backoff
+from webhook.controller.events import EventRecorder
+from webhook.controller.kube import JSON, Kube, KubeError, quote
+from webhook.controller.leader import NotLeader
+from webhook.controller.metrics import ControllerMetrics
+from webhook.controller.ratelimit import TokenBucket
+from webhook.controller.reflector import Reflector
+from webhook.controller.settings import RepairMode, RepairSettings
+from webhook.controller.timers import TimerQueue
+
+log = logging.getLogger("lanes.controller.repair")
+
+REASON_UNINJECTED = "NotInjected"
+REASON_EVICTED = "RepairEvicted"
+MAX_OWNER_HOLD = 3600.0
+
+
+@dataclass
+class _OwnerState:
+    """Evictions of one owner's pods (a ReplicaSet, StatefulSet, ...)."""
+
+    evicted_at: float = 0.0  # wall clock of the last eviction
+    awaiting_until: float = 0.0  # monotonic: until then, wait for the replacement before the next eviction
+    hold_until: float = 0.0  # monotonic: replacements came back uninjected; pause
+    failures: int = 0
+
+
+def uninjected_message(evict: bool) -> str:
+    action = (
+        "Lanes will evict it so that its controller recreates it injected"
+        if evict
+        else "recreate it (e.g. kubectl rollout restart) so it is injected"
+    )
+    return (
+        "admitted without Lanes injection (webhook unreachable under failurePolicy Ignore, or created before "
+        f"the namespace was enabled): no readiness gate, drain or lane label; {action}"
+    )
+
+
+class Repair:
+    """The repair loop of one leader term; fed by the pod and namespace watches."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        pods: Reflector,
+        namespace_enabled: Callable[[str], bool],
+        write_timeout: Callable[[], float],
+        metrics: ControllerMetrics,
+        recorder: EventRecorder,
+        *,
+        own_namespace: str,
+        settings: RepairSettings,
+    ) -> None:
+        self.kube = kube
+        self.pods = pods
+        self.namespace_enabled = namespace_enabled
+        self.write_timeout = write_timeout
+        self.metrics = metrics
+        self.recorder = recorder
+        self.own_namespace = own_namespace
+        self.settings = settings
+        self.evict = settings.mode is RepairMode.EVICT
+        self.bucket = TokenBucket(settings.rate, settings.burst)
+        self.timers = TimerQueue("repair", 2)
+        self._lock = threading.Lock()
+        self._uninjected: dict[str, str] = {}  # uid -> namespace/name
+        self._reported: set[str] = set()
+        self._owners: dict[str, _OwnerState] = {}
+        self._retries: dict[str, Backoff] = {}
+        self._stopped = False
+
+    # -- watch handlers (reflector thread) ---------------------------------------------------------------------
+
+    def on_pod(self, kind: str, pod: JSON, old: JSON | None) -> None:
+        with self._lock:
+            self._evaluate(kind, pod)
+
+    def on_namespace(self, kind: str, namespace: JSON, old: JSON | None) -> None:
+        if kind == "MODIFIED":
+            return
+        name = (namespace.get("metadata") or {}).get("name")
+        with self._lock:
+            for pod in self.pods.items():
+                if podfacts.namespace_of(pod) == name:
+                    self._evaluate("MODIFIED", pod)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+        self.timers.stop()
+
+    # -- decisions (under the lock) ----------------------------------------------------------------------------
+
+    def _evaluate(self, kind: str, pod: JSON) -> None:
+        uid = podfacts.uid_of(pod)
+        if self._stopped or not uid:
+            return
+        enabled = self.namespace_enabled(podfacts.namespace_of(pod))
+        if kind != "DELETED" and enabled:
+            self._note_replacement(pod)
+        if kind == "DELETED" or not enabled or not podfacts.needs_repair(pod, self.own_namespace):
+            if self._uninjected.pop(uid, None) is not None:
+                self.timers.cancel(f"evict/{uid}")
+                self.timers.cancel(f"report/{uid}")
+                self.metrics.repair_uninjected.set(len(self._uninjected))
+            if kind == "DELETED":
+                self._reported.discard(uid)
+                self._retries.pop(uid, None)
+            return
+        key = podfacts.describe(pod)
+        if uid not in self._uninjected:
+            self._uninjected[uid] = key
+            self.metrics.repair_uninjected.set(len(self._uninjected))
+            now = time.monotonic()
+            if uid not in self._reported:
+                self.timers.schedule(f"report/{uid}", now, lambda: self._report(uid))
+            if self.evict and podfacts.recreated_by_owner(pod):
+                self.timers.schedule(f"evict/{uid}", now, lambda: self._evict(uid))
+
+    def _note_replacement(self, pod: JSON) -> None:
+        """A pod of an owner we evicted from appeared: was it injected this time?"""
+        owner = podfacts.controller_owner(pod)
+        state = self._owners.get(str(owner.get("uid"))) if owner else None
+        if state is None or not state.evicted_at:
+            return
+        created = podfacts.parse_time(podfacts.meta(pod).get("creationTimestamp"))
+        if created is None or created < int(state.evicted_at):
+            return
+        if state.awaiting_until == 0.0 and state.failures == 0:
+            return  # already judged
+        if podfacts.is_injected(pod):
+            state.failures, state.hold_until, state.awaiting_until = 0, 0.0, 0.0
+        elif podfacts.needs_repair(pod, self.own_namespace) and state.awaiting_until:
+            state.failures += 1
+            hold = min(MAX_OWNER_HOLD, self.settings.retry_after * 2 ** (state.failures - 1))
+            state.hold_until, state.awaiting_until = time.monotonic() + hold, 0.0
+            log.warning(
+                "replacement pod is uninjected too: webhook still unavailable; holding evictions for this owner",
+                extra={"owner": f"{owner.get('kind')}/{owner.get('name')}" if owner else None, "hold": hold},
+            )
+
+    def _current(self, uid: str) -> JSON | None:
+        """The pod from the watch cache if it still needs repair."""
+        key = self._uninjected.get(uid)
+        pod = self.pods.get(key) if key else None
+        if pod is None or podfacts.uid_of(pod) != uid or not podfacts.needs_repair(pod, self.own_namespace):
+            return None
+        return pod
+
+    def _retry(self, key: str, uid: str, action: Callable[[], None], at_least: float = 0.0) -> None:
+        backoff = self._retries.setdefault(uid, Backoff(initial=1.0, cap=60.0))
+        delay = max(backoff.next(), at_least)
+        self.timers.schedule(key, time.monotonic() + delay, action)
+
+    # -- report (worker thread) --------------------------------------------------------------------------------
+
+    def _report(self, uid: str) -> None:
+        with self._lock:
+            pod = self._current(uid)
+            if pod is None or self._stopped or uid in self._reported:
+                return
+        try:
+            timeout = self.write_timeout()
+        except NotLeader:
+            return
+        result = self.recorder.pod_event(
+            pod, REASON_UNINJECTED, uninjected_message(self.evict), warning=True, timeout=lambda: timeout
+        )
+        with self._lock:
+            if result == "failed":
+                self._retry(f"report/{uid}", uid, lambda: self._report(uid))
+                return
+            self._reported.add(uid)
+        owner = podfacts.controller_owner(pod)
+        log.warning(
+            "pod admitted without injection",
+            extra={
+                "pod": podfacts.describe(pod),
+                "uid": uid,
+                "owner": f"{owner.get('kind')}/{owner.get('name')}" if owner else None,
+                "repair": "evict" if self.evict and podfacts.recreated_by_owner(pod) else "report",
+                "event": result,
+            },
+        )
+
+    # -- evict (worker thread) ---------------------------------------------------------------------------------
+
+    def _evict(self, uid: str) -> None:
+        key = f"evict/{uid}"
+        with self._lock:
+            pod = self._current(uid)
+            if pod is None or self._stopped:
+                return
+            owner = podfacts.controller_owner(pod) or {}
+            state = self._owners.setdefault(str(owner.get("uid")), _OwnerState())
+            now = time.monotonic()
+            wait = max(state.hold_until - now, min(state.awaiting_until - now, 2.0), 0.0)
+            if wait > 0:
+                self.timers.schedule(key, now + wait, lambda: self._evict(uid))
+                return
+            token_wait = self.bucket.take()
+            if token_wait > 0:
+                self.timers.schedule(key, now + token_wait, lambda: self._evict(uid))
+                return
+        try:
+            timeout = self.write_timeout()
+        except NotLeader:
+            return
+        meta = podfacts.meta(pod)
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+            "deleteOptions": {"preconditions": {"uid": uid}},
+        }
+        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/eviction"
+        try:
+            self.kube.create(path, body, timeout=(min(5.0, timeout), timeout))
+        except KubeError as exc:
+            self._eviction_failed(uid, key, pod, exc)
+            return
+        self.metrics.repair_evictions.labels("evicted").inc()
+        with self._lock:
+            state.evicted_at = time.time()
+            state.awaiting_until = time.monotonic() + self.settings.replacement_timeout
+            self._retries.pop(uid, None)
+        log.warning("evicted uninjected pod", extra={"pod": podfacts.describe(pod), "uid": uid})
+        self.recorder.pod_event(
+            pod,
+            REASON_EVICTED,
+            "evicted by Lanes repair: it was admitted without injection; its controller recreates it",
+            warning=False,
+            timeout=lambda: timeout,
+        )
+
+    def _eviction_failed(self, uid: str, key: str, pod: JSON, exc: KubeError) -> None:
+        if exc.status in (404, 409):
+            self.metrics.repair_evictions.labels("gone").inc()
+            return
+        if exc.status == 429:
+            self.metrics.repair_evictions.labels("blocked").inc()
+            wait = max(self.settings.retry_after, exc.retry_after or 0.0)
+            log.info(
+                "eviction refused (PodDisruptionBudget); retrying later",
+                extra={"pod": podfacts.describe(pod), "retry_in": wait, "error": exc.message},
+            )
+            with self._lock:
+                if not self._stopped:
+                    self.timers.schedule(key, time.monotonic() + wait, lambda: self._evict(uid))
+            return
+        self.metrics.repair_evictions.labels("error").inc()
+        log.warning("eviction failed; retrying", extra={"pod": podfacts.describe(pod), "error": str(exc)})
+        with self._lock:
+            if not self._stopped:
+                self._retry(key, uid, lambda: self._evict(uid), at_least=self.settings.retry_after / 4)
