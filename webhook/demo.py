@@ -10,10 +10,8 @@ Everything is stopped and removed on exit; ``--keep`` leaves it running until Ct
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,10 +21,10 @@ from typing import Any
 
 import yaml
 
-from webhook import names, pki
+from webhook import names
 from webhook.envtest import BinaryError, ControlPlane, ControlPlaneError
 from webhook.envtest.binaries import REPO_ROOT
-from webhook.envtest.cluster import free_port
+from webhook.envtest.local_webhook import LocalWebhook, LocalWebhookError, start_local_webhook
 from webhook.envtest.waits import wait_for_default_service_account
 from webhook.registration import mutating_webhook_configuration
 
@@ -40,49 +38,6 @@ def _say(message: str) -> None:
 
 class DemoError(RuntimeError):
     """A step failed; the message says which and where to look."""
-
-
-def _start_webhook(plane: ControlPlane, workdir: Path) -> tuple[subprocess.Popen[bytes], str, bytes, Path]:
-    ca = pki.make_ca("lanes-demo-ca", dt.timedelta(days=1))
-    leaf = pki.issue(ca, "lanes-webhook", dt.timedelta(days=1), ip_addresses=("127.0.0.1",))
-    (workdir / "tls.crt").write_bytes(leaf.cert_pem)
-    (workdir / "tls.key").write_bytes(leaf.key_pem)
-    (workdir / "defaults.json").write_text(
-        json.dumps({"own_namespace": OWN_NAMESPACE, "helper_image": "lanes-helper:dev"})
-    )
-    port = free_port()
-    log_path = workdir / "lanes-webhook.log"
-    command = [
-        str(Path(sys.executable).parent / "lanes-webhook"),
-        "serve",
-        f"--cert={workdir / 'tls.crt'}",
-        f"--key={workdir / 'tls.key'}",
-        "--host=127.0.0.1",
-        f"--port={port}",
-        f"--kubeconfig={plane.kubeconfig}",
-        f"--defaults={workdir / 'defaults.json'}",
-        "--shutdown-delay=0",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    url = f"https://127.0.0.1:{port}"
-    import ssl
-    import urllib.request
-
-    context = ssl.create_default_context(cadata=ca.cert_pem.decode())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise DemoError(f"lanes-webhook exited with {process.returncode}; log: {log_path}")
-        try:
-            with urllib.request.urlopen(url + "/readyz", context=context, timeout=2) as response:
-                if response.status == 200:
-                    return process, url, ca.cert_pem, log_path
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise DemoError(f"lanes-webhook not ready after 30s; log: {log_path}")
 
 
 def _load_examples(directory: Path) -> list[dict[str, Any]]:
@@ -163,7 +118,7 @@ def run(keep: bool, examples: Path) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="lanes-demo-"))
     _say("starting etcd, kube-apiserver, controller-manager, scheduler and kwok (builds them on first run)")
     plane = ControlPlane(controller_manager=True, scheduler=True, kwok=True, workdir=workdir / "cluster")
-    webhook: subprocess.Popen[bytes] | None = None
+    webhook: LocalWebhook | None = None
     try:
         started = time.monotonic()
         plane.start()
@@ -181,10 +136,11 @@ def run(keep: bool, examples: Path) -> int:
                 }
             }
         )
-        webhook, url, ca_pem, log_path = _start_webhook(plane, workdir)
-        _say(f"lanes-webhook serving at {url} (log: {log_path})")
+        defaults = {"own_namespace": OWN_NAMESPACE, "helper_image": "lanes-helper:dev"}
+        webhook = start_local_webhook(plane, workdir / "webhook", defaults)
+        _say(f"lanes-webhook serving at {webhook.url} (log: {webhook.log_path})")
         registration = mutating_webhook_configuration(
-            name="lanes", ca_pem=ca_pem, own_namespace=OWN_NAMESPACE, url=url, failure_policy="Fail"
+            name="lanes", ca_pem=webhook.ca_pem, own_namespace=OWN_NAMESPACE, url=webhook.url, failure_policy="Fail"
         )
         admission.create_mutating_webhook_configuration(registration)
         core.create_namespace({"metadata": {"name": NAMESPACE, "labels": {"lanes": "enabled"}}})
@@ -203,9 +159,8 @@ def run(keep: bool, examples: Path) -> int:
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return 0
     finally:
-        if webhook is not None and webhook.poll() is None:
-            webhook.terminate()
-            webhook.wait(10)
+        if webhook is not None:
+            webhook.stop()
         plane.stop(remove_workdir=False)
         import shutil
 
@@ -220,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args.keep, args.examples)
-    except (BinaryError, ControlPlaneError, DemoError) as exc:
+    except (BinaryError, ControlPlaneError, DemoError, LocalWebhookError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

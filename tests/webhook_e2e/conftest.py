@@ -7,17 +7,9 @@ points at it with ``clientConfig.url``.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
-import signal
-import ssl
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +17,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook import pki
 from webhook.envtest import ControlPlane
-from webhook.envtest.cluster import free_port
+from webhook.envtest.local_webhook import LocalWebhook, start_local_webhook
 from webhook.registration import mutating_webhook_configuration
 
 OWN_NAMESPACE = "lanes-system"
@@ -35,71 +26,16 @@ HELPER_IMAGE = "registry.example/lanes-helper:test"
 CONFIG_NAME = "lanes-e2e"
 
 
-@dataclass
-class WebhookServer:
-    url: str
-    ca_pem: bytes
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        context = ssl.create_default_context(cadata=self.ca_pem.decode())
-        try:
-            with urllib.request.urlopen(self.url + path, context=context, timeout=5) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+WebhookServer = LocalWebhook
 
 
 def start_server(control_plane: ControlPlane, workdir: Path, *, extra: list[str] | None = None) -> WebhookServer:
-    workdir.mkdir(parents=True, exist_ok=True)
-    ca = pki.make_ca("lanes-e2e-ca", dt.timedelta(days=1))
-    leaf = pki.issue(ca, "lanes-webhook", dt.timedelta(days=1), ip_addresses=("127.0.0.1",), dns_names=("localhost",))
-    (workdir / "tls.crt").write_bytes(leaf.cert_pem)
-    (workdir / "tls.key").write_bytes(leaf.key_pem)
-    (workdir / "defaults.yaml").write_text(json.dumps({"own_namespace": OWN_NAMESPACE, "helper_image": HELPER_IMAGE}))
-    port = free_port()
-    log_path = workdir / "webhook.log"
-    command = [
-        str(Path(sys.executable).parent / "lanes-webhook"),
-        "serve",
-        f"--cert={workdir / 'tls.crt'}",
-        f"--key={workdir / 'tls.key'}",
-        "--host=127.0.0.1",
-        f"--port={port}",
-        f"--kubeconfig={control_plane.kubeconfig}",
-        f"--defaults={workdir / 'defaults.yaml'}",
-        "--shutdown-delay=0",
-        *(extra or []),
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = WebhookServer(f"https://127.0.0.1:{port}", ca.cert_pem, process, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"lanes-webhook exited with {process.returncode}:\n{server.log()[-3000:]}")
-        try:
-            if server.get("/readyz")[0] == 200:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"lanes-webhook not ready after 30s:\n{server.log()[-3000:]}")
+    defaults = {"own_namespace": OWN_NAMESPACE, "helper_image": HELPER_IMAGE}
+    return start_local_webhook(control_plane, workdir, defaults, extra_args=extra)
 
 
 def stop_server(server: WebhookServer) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    server.stop()
 
 
 def webhook_configuration(
