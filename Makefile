@@ -21,8 +21,9 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "[make] creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "[make] installing Lanes and its dev tools into $(VENV) (first time ~1-2 min)"
-	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip > $(VENV)/pip-install.log 2>&1 && \
+	 $(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' >> $(VENV)/pip-install.log 2>&1 || \
+	 { tail -40 $(VENV)/pip-install.log; echo "error: pip install failed; full log: $(VENV)/pip-install.log"; exit 1; }
 	@touch $@
 
 install: $(STAMP)
