@@ -2,7 +2,7 @@
 
 Starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes, so pods get
 scheduled and reach Running without a kubelet), runs the real ``lanes-webhook serve`` registered through a
-MutatingWebhookConfiguration, labels namespace ``shop`` with ``lanes=enabled``, applies ``examples/`` (services
+MutatingWebhookConfiguration and the real controller (which opens each pod's readiness gate), labels namespace ``shop`` with ``lanes=enabled``, applies ``examples/`` (services
 a -> b -> c in lane ``base``, and ``gray`` versions of a and c), and prints what the webhook did to each pod.
 Everything is stopped and removed on exit; ``--keep`` leaves it running until Ctrl-C for exploring with kubectl.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,16 +66,43 @@ def _pods(api_client: Any) -> list[dict[str, Any]]:
     return sorted(items, key=lambda p: p["metadata"]["name"])
 
 
-def _wait_for_pods(api_client: Any, expected: int, timeout: float = 60) -> list[dict[str, Any]]:
+def _condition(pod: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((c for c in pod.get("status", {}).get("conditions") or [] if c.get("type") == kind), None)
+
+
+def _is_ready(pod: dict[str, Any]) -> bool:
+    condition = _condition(pod, "Ready")
+    return condition is not None and condition.get("status") == "True"
+
+
+def _wait_for_pods(api_client: Any, expected: int, timeout: float = 90) -> list[dict[str, Any]]:
+    """Until every pod is Ready: kwok reports ContainersReady, the controller then opens the gate."""
     deadline = time.monotonic() + timeout
     pods = _pods(api_client)
     while time.monotonic() < deadline:
-        running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
-        if len(pods) >= expected and len(running) == len(pods):
+        if len(pods) >= expected and all(_is_ready(p) for p in pods):
             break
         time.sleep(0.5)
         pods = _pods(api_client)
     return pods
+
+
+def _start_controller(plane: ControlPlane, workdir: Path) -> subprocess.Popen[bytes]:
+    """The real controller (readiness gate and repair; certificates are the demo's own)."""
+    log_path = workdir / "lanes-controller.log"
+    command = [
+        sys.executable,
+        "-m",
+        "webhook.controller",
+        f"--kubeconfig={plane.kubeconfig}",
+        f"--namespace={OWN_NAMESPACE}",
+        "--repair=report",
+        "--lease-duration=5",
+        "--renew-deadline=4",
+        "--retry-period=1",
+    ]
+    with log_path.open("wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def _row(pod: dict[str, Any]) -> list[str]:
@@ -100,12 +128,26 @@ def _row(pod: dict[str, Any]) -> list[str]:
         ",".join(prestop) or "-",
         str(spec.get("terminationGracePeriodSeconds", "-")),
         pod.get("status", {}).get("phase", "-"),
+        _registered_after(pod),
     ]
+
+
+def _registered_after(pod: dict[str, Any]) -> str:
+    """Seconds from ContainersReady to the gate opening: the register-delay at work."""
+    ready, gate = _condition(pod, "ContainersReady"), _condition(pod, names.CONDITION_REGISTERED)
+    if not ready or not gate or gate.get("status") != "True":
+        return "-"
+    import datetime as dt
+
+    def at(condition: dict[str, Any]) -> dt.datetime:
+        return dt.datetime.fromisoformat(str(condition["lastTransitionTime"]).replace("Z", "+00:00"))
+
+    return f"{max(0.0, (at(gate) - at(ready)).total_seconds()):.0f}s"
 
 
 def render_table(pods: list[dict[str, Any]]) -> str:
     """A kubectl-style table of what Lanes injected into each pod."""
-    header = ["POD", "LANE", "APP", "INJECTED", "READINESS GATES", "PRESTOP", "GRACE", "PHASE"]
+    header = ["POD", "LANE", "APP", "INJECTED", "READINESS GATES", "PRESTOP", "GRACE", "PHASE", "REGISTERED"]
     rows = [header, *(_row(p) for p in pods)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows)
@@ -119,6 +161,7 @@ def run(keep: bool, examples: Path) -> int:
     _say("starting etcd, kube-apiserver, controller-manager, scheduler and kwok (builds them on first run)")
     plane = ControlPlane(controller_manager=True, scheduler=True, kwok=True, workdir=workdir / "cluster")
     webhook: LocalWebhook | None = None
+    controller: subprocess.Popen[bytes] | None = None
     try:
         started = time.monotonic()
         plane.start()
@@ -143,6 +186,9 @@ def run(keep: bool, examples: Path) -> int:
             name="lanes", ca_pem=webhook.ca_pem, own_namespace=OWN_NAMESPACE, url=webhook.url, failure_policy="Fail"
         )
         admission.create_mutating_webhook_configuration(registration)
+        core.create_namespace({"metadata": {"name": OWN_NAMESPACE}})
+        controller = _start_controller(plane, workdir)
+        _say(f"lanes controller running (readiness gate, repair; log: {workdir / 'lanes-controller.log'})")
         core.create_namespace({"metadata": {"name": NAMESPACE, "labels": {"lanes": "enabled"}}})
         _say(f"namespace {NAMESPACE} labeled lanes=enabled; waiting for its default ServiceAccount")
         wait_for_default_service_account(api_client, NAMESPACE)
@@ -153,12 +199,19 @@ def run(keep: bool, examples: Path) -> int:
         print()
         print(render_table(pods))
         print()
-        _say(f"{len(pods)} pods; every one labeled with its lane and app, gated and with a lossless preStop")
+        ready = sum(_is_ready(p) for p in pods)
+        _say(
+            f"{len(pods)} pods, {ready} Ready: each labeled with its lane and app, with a lossless preStop, and "
+            "Ready only after the controller opened its lanes.io/registered gate (REGISTERED = register-delay)"
+        )
         if keep:
             _say(f"kept running: export KUBECONFIG={plane.kubeconfig}  (Ctrl-C stops and cleans up)")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return 0
     finally:
+        if controller is not None and controller.poll() is None:
+            controller.terminate()
+            controller.wait(15)
         if webhook is not None:
             webhook.stop()
         plane.stop(remove_workdir=False)

@@ -3,7 +3,7 @@ controllers in-process and as processes, the real admission server, waiting help
 
 Fake nodes. kwok's own pod stages do not model readiness gates (``pod/general``, which the session harness runs,
 sets every readiness-gate condition True when the pod is created; ``pod/fast`` reports Ready regardless), so
-these tests run a second kwok process with ``kwok_stages.yaml``: ContainersReady as soon as the pod is placed,
+these tests run a second kwok process with the harness's kwok stages: ContainersReady as soon as the pod is placed,
 Ready only when every readiness gate's condition is True, exactly the kubelet's rule. It manages only nodes
 annotated ``lanes.test/kwok=controller``; those nodes carry a NoSchedule taint so no other test's pods land
 there, and the pods here are pinned to them (nodeName, or nodeSelector + toleration in templates).
@@ -36,13 +36,13 @@ from webhook.controller.kube import Kube, KubeError
 from webhook.controller.rbac import cluster_rules, namespace_rules
 from webhook.envtest import ControlPlane
 from webhook.envtest.binaries import ensure_binaries
-from webhook.envtest.cluster import Component, free_port
+from webhook.envtest.cluster import KWOK_STAGES, Component, free_port
 
-STAGES = Path(__file__).with_name("kwok_stages.yaml")
+STAGES = KWOK_STAGES  # the harness's gate-honouring stages (webhook/envtest/kwok/stages.yaml)
 KWOK_ANNOTATION = "lanes.test/kwok"
 KWOK_VALUE = "controller"
 NODE_LABEL = "lanes.test/node"
-READY_DELAY_ANNOTATION = "lanes.test/ready-delay"  # read by kwok_stages.yaml
+READY_DELAY_ANNOTATION = "lanes.test/ready-delay"  # read by the kwok stages
 REPO = Path(__file__).resolve().parents[2]
 
 T = TypeVar("T")
@@ -142,7 +142,7 @@ def pinned_template(node: str, labels: dict[str, str], annotations: dict[str, st
 
 @dataclass
 class GateNode:
-    """A second kwok with ``kwok_stages.yaml`` and one fake node it manages."""
+    """A second kwok with the harness's kwok stages and one fake node it manages."""
 
     control_plane: ControlPlane
     name: str = field(default_factory=lambda: f"lanes-kwok-{uuid.uuid4().hex[:6]}")

@@ -8,19 +8,22 @@ from pathlib import Path
 
 import yaml
 
+from webhook.durations import parse_duration
 from webhook.envtest.binaries import REPO_ROOT
 
 
-def _expected_pods() -> dict[str, tuple[str, str, int]]:
-    """Deployment name -> (lane, app, replicas), read from the example manifests themselves."""
+def _expected_pods() -> dict[str, tuple[str, str, int, float]]:
+    """Deployment name -> (lane, app, replicas, register-delay seconds), read from the example manifests."""
     expected = {}
     for path in sorted((REPO_ROOT / "examples").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if isinstance(doc, dict) and doc.get("kind") == "Deployment":
                 template = doc["spec"]["template"]["metadata"]
-                lane = (template.get("annotations") or {}).get("lanes.io/lane", "base")
+                annotations = template.get("annotations") or {}
+                lane = annotations.get("lanes.io/lane", "base")
                 app = template["labels"]["app.kubernetes.io/name"]
-                expected[doc["metadata"]["name"]] = (lane, app, int(doc["spec"].get("replicas", 1)))
+                delay = parse_duration(annotations.get("lanes.io/register-delay", "0s"))
+                expected[doc["metadata"]["name"]] = (lane, app, int(doc["spec"].get("replicas", 1)), delay)
     return expected
 
 
@@ -34,8 +37,9 @@ def test_demo_prints_every_pod_with_its_lane_and_cleans_up(tmp_path: Path) -> No
     header = next(i for i, line in enumerate(lines) if line.startswith("POD "))
     rows = [line.split() for line in lines[header + 1 :] if line.strip() and not line.startswith("[")]
     expected = _expected_pods()
-    assert len(rows) == sum(replicas for _, _, replicas in expected.values())
-    lanes = {lane for lane, _, _ in expected.values()}
+    assert len(rows) == sum(replicas for _, _, replicas, _ in expected.values())
+    lanes = {lane for lane, _, _, _ in expected.values()}
+    assert {delay for *_, delay in expected.values()} != {0}, "examples should show a register-delay"
     assert lanes >= {"base", "gray"}
     for row in rows:
         pod, lane, app, injected, gates, *_rest = row
@@ -43,7 +47,11 @@ def test_demo_prints_every_pod_with_its_lane_and_cleans_up(tmp_path: Path) -> No
         assert (lane, app) == expected[deployment][:2], row
         assert "lanes-agent" in injected
         assert gates == "lanes.io/registered"
-        assert row[-1] == "Running"  # kwok's fake node ran it
+        assert row[-2] == "Running"  # kwok's fake node ran it
+        # the controller opened the gate register-delay after ContainersReady (timestamps have 1 s resolution)
+        registered = float(row[-1].rstrip("s"))
+        assert abs(registered - expected[deployment][3]) <= 1.5, row
+    assert f"{len(rows)} pods, {len(rows)} Ready" in result.stdout
     assert "stopped and cleaned up" in result.stdout
     after = {p.name for p in Path("/tmp").glob("lanes-demo-*")}
     assert after <= before
