@@ -2,8 +2,9 @@
 
 Starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes, so pods get
 scheduled and reach Running without a kubelet), runs the real ``lanes-webhook serve`` registered through a
-MutatingWebhookConfiguration and the real controller (which opens each pod's readiness gate), labels namespace ``shop`` with ``lanes=enabled``, applies ``examples/`` (services
-a -> b -> c in lane ``base``, and ``gray`` versions of a and c), and prints what the webhook did to each pod.
+MutatingWebhookConfiguration and the real controller (which opens each pod's readiness gate), labels namespace
+``shop`` with ``lanes=enabled``, applies ``examples/`` (services a -> b -> c in lane ``base``, and ``gray``
+versions of a and c), and prints what the webhook did to each pod.
 Everything is stopped and removed on exit; ``--keep`` leaves it running until Ctrl-C for exploring with kubectl.
 """
 
