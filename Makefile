@@ -10,11 +10,12 @@ STAMP := $(VENV)/.installed-stamp
 APT_PACKAGES := shellcheck wrk haproxy
 APT_COMMANDS := shellcheck wrk haproxy
 
-.PHONY: help install system-deps controlplane test demo lint clean
+.PHONY: help install system-deps controlplane test demo bench lint clean
 
 help:
 	@echo "make test          create .venv, install Lanes, build/reuse the control plane, run every test"
 	@echo "make demo          local control plane + webhook + examples/, prints what Lanes injected"
+	@echo "make bench         benchmarks (docs/performance.md): ~10 min on 2 cores, results in bench/results/"
 	@echo "make lint          ruff and mypy"
 	@echo "make controlplane  build (or reuse) etcd, kube-apiserver, ... into ~/.cache/lanes/<version>/bin"
 
@@ -47,6 +48,9 @@ test: controlplane system-deps
 
 demo: controlplane
 	$(PY) -m webhook.demo
+
+bench: controlplane system-deps
+	$(PY) -m bench.run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,3 @@
+module lanes.bench/loadgen
+
+go 1.22
