@@ -74,7 +74,7 @@ class Params:
 
     @staticmethod
     def for_mode(quick: bool) -> Params:
-        return Params(warmup_s=0, saturation_s=1, rate_s=0.5) if quick else Params(2, 10, 10.0)
+        return Params(warmup_s=0, saturation_s=1, rate_s=2.0) if quick else Params(2, 10, 10.0)
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,9 @@ def _measure_server(spec: ServerSpec, tls: Tls, work: Path, files: dict[str, Pat
                     "ok": run["ok"],
                     "errors": run["errors"] + run["not_sent"],
                     "error_classes": run["error_classes"],
-                    "latency_ms": {k: rounded(v) for k, v in run["latency_ms"].items()},
+                    # no answered request in the window (possible in --quick on a loaded machine): say so
+                    "latency_ms": {"p50": None, "p99": None}
+                    | {k: rounded(v) for k, v in run["latency_ms"].items()},
                     "cpu_us_per_request": rounded((cpu1 - cpu0) / answered * 1e6, 1),
                     "loadgen_max_dispatch_lag_ms": run["max_dispatch_lag_ms"],
                     "vm_steal_percent": steal_percent(ticks0, ticks1),
