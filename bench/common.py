@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from webhook.envtest.binaries import cache_root
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 DEFAULT_RESULTS = BENCH_DIR / "results"
@@ -195,8 +197,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(check: Any, timeout: float, what: str, process: Any = None, log: Path | None = None,
-             interval: float = 0.05) -> None:
+def wait_for(
+    check: Any, timeout: float, what: str, process: Any = None, log: Path | None = None, interval: float = 0.05
+) -> None:
     """Poll ``check()`` until it returns true; fail early when ``process`` (a Popen or Proc) exited."""
     if isinstance(process, Proc):
         log = log or process.log
@@ -262,14 +265,19 @@ class Proc:
         return self.process.returncode
 
 
-def start(name: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> Proc:
+def start(
+    name: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Proc:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     handle = log.open("ab")
     full_env = {**os.environ, **(env or {})}
     process = subprocess.Popen(
-        command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
+        command,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=full_env,
         cwd=str(cwd or REPO),
     )
     handle.close()
@@ -303,8 +311,7 @@ class Tls:
 
         self.dir.mkdir(parents=True, exist_ok=True)
         ca = pki.make_ca("lanes-bench-ca", dt.timedelta(days=2))
-        leaf = pki.issue(ca, "lanes-bench", dt.timedelta(days=2), dns_names=("localhost",),
-                         ip_addresses=("127.0.0.1",))
+        leaf = pki.issue(ca, "lanes-bench", dt.timedelta(days=2), dns_names=("localhost",), ip_addresses=("127.0.0.1",))
         self.ca_pem = ca.cert_pem
         self.ca, self.cert, self.key = self.dir / "ca.crt", self.dir / "tls.crt", self.dir / "tls.key"
         self.ca.write_bytes(ca.cert_pem)
@@ -332,14 +339,6 @@ def require_module(module: str, hint: str) -> None:
         raise ToolMissing(f"Python module {module} not found; install it: {hint}")
 
 
-def cache_root() -> Path:
-    explicit = os.environ.get("LANES_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "lanes"
-
-
 def go_build(module_dir: Path, package: str, name: str, timeout: float = 1200) -> Path:
     """Build ``package`` of the Go module in ``module_dir`` into the bench cache, keyed by a hash of the module's
     sources (``*.go``, go.mod, go.sum) and the Go version; reuse the binary while they are unchanged."""
@@ -364,8 +363,12 @@ def go_build(module_dir: Path, package: str, name: str, timeout: float = 1200) -
     env = {**os.environ, "CGO_ENABLED": "0"}
     tmp = out_dir / f".{name}.tmp"
     result = subprocess.run(
-        [go, "build", "-trimpath", "-o", str(tmp), package], cwd=module_dir, env=env, capture_output=True,
-        text=True, timeout=timeout,
+        [go, "build", "-trimpath", "-o", str(tmp), package],
+        cwd=module_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if result.returncode != 0:
         raise BenchError(f"go build of {module_dir.name}/{package} failed:\n{result.stderr[-3000:]}")

@@ -120,9 +120,8 @@ class Gate:
             return
         name = (namespace.get("metadata") or {}).get("name")
         with self._lock:
-            for pod in self.pods.items():
-                if podfacts.namespace_of(pod) == name:
-                    self._evaluate(podfacts.uid_of(pod), pod)
+            for pod in podfacts.in_namespace(self.pods.items(), name):
+                self._evaluate(podfacts.uid_of(pod), pod)
 
     def retry_now(self) -> None:
         """The API server is reachable again: PATCHes waiting in backoff go out now, not at their next retry."""

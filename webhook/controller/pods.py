@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from webhook import names
@@ -60,6 +61,11 @@ def meta(pod: JSON) -> JSON:
 
 def namespace_of(pod: JSON) -> str:
     return str(meta(pod).get("namespace") or "")
+
+
+def in_namespace(pods: Iterable[JSON], name: str | None) -> list[JSON]:
+    """The pods of one namespace: what a loop re-evaluates when that namespace is enabled or disabled."""
+    return [pod for pod in pods if namespace_of(pod) == name]
 
 
 def uid_of(pod: JSON) -> str:

@@ -105,9 +105,8 @@ class Repair:
             return
         name = (namespace.get("metadata") or {}).get("name")
         with self._lock:
-            for pod in self.pods.items():
-                if podfacts.namespace_of(pod) == name:
-                    self._evaluate("MODIFIED", pod)
+            for pod in podfacts.in_namespace(self.pods.items(), name):
+                self._evaluate("MODIFIED", pod)
 
     def stop(self) -> None:
         with self._lock:
