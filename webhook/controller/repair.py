@@ -215,9 +215,14 @@ class Repair:
             pod = self._current(uid)
             if pod is None or self._stopped:
                 return
+            now = time.monotonic()
+            if ((pod.get("status") or {}).get("phase") or "Pending") == "Pending":
+                # The Eviction API skips PodDisruptionBudgets for Pending pods; wait until it runs, so every
+                # eviction Lanes makes is one the budget had a say in.
+                self.timers.schedule(key, now + min(self.settings.retry_after, 2.0), lambda: self._evict(uid))
+                return
             owner = podfacts.controller_owner(pod) or {}
             state = self._owners.setdefault(str(owner.get("uid")), _OwnerState())
-            now = time.monotonic()
             wait = max(state.hold_until - now, min(state.awaiting_until - now, 2.0), 0.0)
             if wait > 0:
                 self.timers.schedule(key, now + wait, lambda: self._evict(uid))
