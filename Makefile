@@ -41,13 +41,13 @@ system-deps:
 	fi
 
 controlplane: $(STAMP)
-	@$(PY) -m webhook.envtest ensure
+	@$(PY) -m devtools.controlplane ensure
 
 test: controlplane system-deps
 	$(PY) -m pytest
 
 demo: controlplane
-	$(PY) -m webhook.demo
+	$(PY) -m devtools.demo
 
 bench: controlplane system-deps
 	$(PY) -m bench.run

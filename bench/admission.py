@@ -4,7 +4,7 @@ Servers (one at a time, each pinned to CPU 1 with ``taskset -c 1``; the load gen
 
 - ``lanes``: ``lanes-webhook serve --no-owner-cache`` (the product, default log level: one JSON line per admission);
 - ``kopf``: kopf's admission ``WebhookServer`` (aiohttp) with a ``@kopf.on.mutate`` handler calling the same
-  ``webhook.review.admit_pod`` (bench/peers/kopf_peer.py);
+  ``webhook.injection.admit.admit_pod`` (bench/peers/kopf_peer.py);
 - ``go``: a controller-runtime ``webhook.Server`` + ``admission.Handler`` doing a faithful subset of the mutation
   (bench/go-webhook/, built with ``go build``);
 - ``floor``: Lanes' web stack (FastAPI + uvicorn, same TLS context and settings) answering ``allowed`` with no work

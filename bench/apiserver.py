@@ -1,6 +1,6 @@
 """Admission through the real API server: what kube-apiserver itself measures for the Lanes webhook.
 
-A local control plane (webhook.envtest: etcd + kube-apiserver + kube-controller-manager for the namespaces'
+A local control plane (devtools.controlplane: etcd + kube-apiserver + kube-controller-manager for the namespaces'
 ``default`` ServiceAccounts) and ``lanes-webhook serve --no-owner-cache`` registered with the
 MutatingWebhookConfiguration of webhook/registration.py (URL form, ``failurePolicy: Fail``, so that every admission
 really went through Lanes); nothing is pinned: all of it shares the machine's two CPUs. Then N pods are created in
@@ -175,8 +175,8 @@ def _api(cp: Any, method: str, path: str, body: Any = None,
 
 
 def run(quick: bool, work: Path) -> dict[str, Any]:
-    from webhook.envtest import ControlPlane
-    from webhook.registration import mutating_webhook_configuration
+    from devtools.controlplane import ControlPlane
+    from webhook.admission.registration import mutating_webhook_configuration
 
     per_namespace = 25 if quick else 1000
     say("apiserver: starting the local control plane (etcd, kube-apiserver, kube-controller-manager)")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from webhook.envtest.binaries import cache_root
+from devtools.controlplane.binaries import cache_root
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -307,7 +307,7 @@ class Tls:
     ca: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        from webhook import pki
+        from webhook.controller.certs import pki
 
         self.dir.mkdir(parents=True, exist_ok=True)
         ca = pki.make_ca("lanes-bench-ca", dt.timedelta(days=2))

@@ -46,8 +46,8 @@ def _parse_and_run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "agent":
         return _agent(args.port)
-    from helper import prewarm
     from helper.config import prewarm_config
+    from helper.prewarm import run as prewarm
 
     try:
         config = prewarm_config(
@@ -73,7 +73,7 @@ def _agent(port: str | None) -> int:
     except ConfigError as error:
         return _fail("agent", str(error))
     footprint.skip_tls_if_unused(config.tls_at_start, config.tls_at_prestop)
-    from helper import agent  # imports asyncio: only after the TLS decision
+    from helper.agent import run as agent  # imports asyncio: only after the TLS decision
 
     try:
         return agent.run(config)

@@ -33,7 +33,7 @@ if command -v helm >/dev/null 2>&1; then
 else
   python=${PYTHON:-$ROOT/.venv/bin/python}
   [ -x "$python" ] || die "helm not on PATH and $python missing: run 'make install' or install helm"
-  HELM=$("$python" -c 'from webhook.envtest.binaries import ensure_binaries; print(ensure_binaries(("helm",)))')/helm
+  HELM=$("$python" -c 'from devtools.controlplane.binaries import ensure_binaries; print(ensure_binaries(("helm",)))')/helm
 fi
 
 KCTX=kind-$CLUSTER

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client, config
 
+from devtools.controlplane import BinaryError, ControlPlane, ControlPlaneError
 from tests.kube import make_namespace
-from webhook.envtest import BinaryError, ControlPlane, ControlPlaneError
 
 
 @pytest.fixture(scope="session")

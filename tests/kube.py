@@ -6,7 +6,7 @@ import uuid
 
 from kubernetes import client
 
-from webhook.envtest.waits import wait_for_default_service_account
+from devtools.controlplane.waits import wait_for_default_service_account
 
 __all__ = ["make_namespace", "wait_for_default_service_account"]
 

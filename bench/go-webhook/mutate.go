@@ -45,7 +45,7 @@ const (
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
-// config is the resolved per-pod configuration (the subset of webhook.settings.LanesConfig that is ported).
+// config is the resolved per-pod configuration (the subset of webhook.contract.config.LanesConfig that is ported).
 type config struct {
 	Lane            string  `json:"lane"`
 	App             string  `json:"app"`

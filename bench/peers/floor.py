@@ -1,7 +1,8 @@
 """The floor: Lanes' own web stack answering ``allowed`` with no work.
 
 Same FastAPI app type, same plain Starlette route style, same uvicorn configuration and TLS context
-(``webhook.serve.create_server``: TLS 1.2+, ALPN http/1.1, h11, keep-alive), same body reading. The only work is
+(``webhook.admission.serving.create_server``: TLS 1.2+, ALPN http/1.1, h11, keep-alive), same body reading. The only
+work is
 what every admission webhook must do to be valid: parse the review (orjson) to echo its ``uid``. The difference
 between this and ``lanes-webhook serve`` is the cost of Lanes itself (review checks, resolution, mutation, JSON
 Patch, metrics and the per-request log line).
@@ -18,8 +19,8 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
-from webhook.app import Lifecycle
-from webhook.serve import create_server
+from webhook.admission.app import Lifecycle
+from webhook.admission.serving import create_server
 
 
 def create_app() -> FastAPI:

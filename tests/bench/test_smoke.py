@@ -102,7 +102,7 @@ def test_admission_smoke(tmp_path: Path) -> None:
 
 @pytest.mark.controlplane
 def test_apiserver_smoke(tmp_path: Path) -> None:
-    from webhook.envtest import BinaryError, ensure_binaries
+    from devtools.controlplane import BinaryError, ensure_binaries
 
     try:
         ensure_binaries(("etcd", "kube-apiserver", "kube-controller-manager"))

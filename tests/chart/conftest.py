@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.controlplane import BinaryError, ensure_binaries
 from tests.chart.helm import Helm
-from webhook.envtest import BinaryError, ensure_binaries
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Running the pinned helm (built from its Go module by webhook.envtest) against charts/lanes."""
+"""Running the pinned helm (built from its Go module by devtools.controlplane) against charts/lanes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from webhook.envtest.binaries import REPO_ROOT
+from devtools.controlplane.binaries import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "lanes"
 #: The Kubernetes version `helm template` assumes (the chart requires >= 1.30); the test API server's version.

@@ -31,10 +31,10 @@ import yaml
 from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
+from devtools.controlplane import ControlPlane
+from devtools.controlplane.cluster import free_port
 from tests.chart.helm import CHART, Helm, HelmError
 from tests.kube import make_namespace
-from webhook.envtest import ControlPlane
-from webhook.envtest.cluster import free_port
 
 RELEASE = "lanes-it"
 FULLNAME = "lanes-it"  # the release name already contains "lanes"

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools.controlplane.binaries import REPO_ROOT
 from tests.chart.helm import CHART, Helm, HelmError, by_kind, container, one
-from webhook.controller.cli import build_parser as controller_parser
-from webhook.controller.cli import settings_from_args
+from webhook.admission.registration import mutating_webhook_configuration
+from webhook.cli.controller import build_parser as controller_parser
+from webhook.cli.controller import settings_from_args
+from webhook.cli.server import build_parser
+from webhook.contract.config import ClusterDefaults, load_defaults
 from webhook.controller.settings import ControllerSettings
-from webhook.envtest.binaries import REPO_ROOT
-from webhook.registration import mutating_webhook_configuration
-from webhook.server_cli import build_parser
-from webhook.settings import ClusterDefaults, load_defaults
 
 NS = "lanes-system"
 
@@ -207,7 +207,8 @@ def test_mutating_webhook_configuration(default: list[dict[str, Any]]) -> None:
 
 
 def test_mutating_webhook_matches_the_registration_used_without_helm(helm: Helm) -> None:
-    """`make demo`, the e2e tests and `lanes doctor` build the registration with webhook.registration; the chart
+    """`make demo`, the e2e tests and `lanes doctor` build the registration with webhook.admission.registration; the
+    chart
     renders the same webhook, so what is tested without Helm is what Helm installs."""
     ca_pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     for failure_policy, timeout in (("Ignore", 5), ("Fail", 12)):

@@ -15,11 +15,11 @@ import pytest
 import yaml
 from kubernetes import client, dynamic
 
+from devtools.controlplane.binaries import REPO_ROOT
 from tests.chart.helm import Helm
 from tests.kube import make_namespace
-from webhook.envtest.binaries import REPO_ROOT
-from webhook.review import validate_workload
-from webhook.settings import ClusterDefaults
+from webhook.contract.config import ClusterDefaults
+from webhook.injection.admit import validate_workload
 
 KIND = REPO_ROOT / "kind"
 EXAMPLES = REPO_ROOT / "examples"

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.controlplane.binaries import REPO_ROOT
+from devtools.controlplane.cluster import free_port
 from tests.chart.helm import Helm, one
-from webhook import pki
-from webhook.envtest.binaries import REPO_ROOT
-from webhook.envtest.cluster import free_port
+from webhook.controller.certs import pki
 
 DOCKERFILE = REPO_ROOT / "Dockerfile.webhook"
 

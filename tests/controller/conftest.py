@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from devtools.controlplane import ControlPlane
 from tests.controller.support import GateNode, grant, restricted_kubeconfig
 from tests.kube import make_namespace
 from webhook.controller import CertTiming, ControllerSettings, LeaseTiming, RepairSettings
-from webhook.controller.kube import Kube, KubeError
-from webhook.envtest import ControlPlane
+from webhook.kube.client import Kube, KubeError
 
 #: Short leases so failover tests take seconds; same ratios as the defaults (15/10/2).
 FAST_LEASE = LeaseTiming(lease_duration=3.0, renew_deadline=2.0, retry_period=0.4)

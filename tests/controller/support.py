@@ -29,14 +29,15 @@ from typing import Any, TypeVar
 
 from kubernetes import config as kube_config
 
-from webhook import names, pki
+from devtools.controlplane import ControlPlane
+from devtools.controlplane.binaries import ensure_binaries
+from devtools.controlplane.cluster import KWOK_STAGES, Component, free_port
+from webhook.cli.controller import api_client
+from webhook.contract import names
 from webhook.controller import Controller, ControllerMetrics, ControllerSettings
-from webhook.controller.cli import api_client
-from webhook.controller.kube import Kube, KubeError
+from webhook.controller.certs import pki
 from webhook.controller.rbac import cluster_rules, namespace_rules
-from webhook.envtest import ControlPlane
-from webhook.envtest.binaries import ensure_binaries
-from webhook.envtest.cluster import KWOK_STAGES, Component, free_port
+from webhook.kube.client import Kube, KubeError
 
 STAGES = KWOK_STAGES  # the harness's gate-honouring stages (webhook/envtest/kwok/stages.yaml)
 KWOK_ANNOTATION = "lanes.test/kwok"
@@ -117,8 +118,8 @@ def gated_pod(
 
 def status_annotation(register_delay: float) -> str:
     """A ``lanes.io/status`` value as the webhook writes it, via the core's own code."""
-    from webhook.mutation import status_of
-    from webhook.settings import LanesConfig
+    from webhook.contract.config import LanesConfig
+    from webhook.injection.mutation import status_of
 
     return status_of(LanesConfig(lane="base", app="app", register_delay=register_delay), {"containers": {}})
 

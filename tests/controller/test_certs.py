@@ -15,7 +15,7 @@ from tests.controller.conftest import Env
 from tests.controller.support import Stopwatch, admission_requests, managed_webhook, metric, wait_for
 from webhook.controller import CertTiming
 from webhook.controller.certs import x509util
-from webhook.controller.kube import Kube
+from webhook.kube.client import Kube
 
 # Short lifetimes: the serving certificate is renewed every ~8 s and the CA at ~16 s, so one test run sees
 # two kinds of rotation, the two-CA overlap and the old CA's removal.

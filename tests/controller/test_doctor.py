@@ -12,8 +12,10 @@ import pytest
 
 from tests.controller.conftest import Env
 from tests.controller.support import AdmissionServer, condition_status, managed_webhook, pinned_template, wait_for
-from webhook import doctor, names, pki
+from webhook.cli import doctor
+from webhook.contract import names
 from webhook.controller import CertTiming
+from webhook.controller.certs import pki
 
 
 def run_doctor(env: Env, **names_: str) -> tuple[int, list[str]]:

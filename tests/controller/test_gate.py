@@ -14,7 +14,7 @@ from tests.controller.support import (
     running_controller,
     wait_for,
 )
-from webhook import names
+from webhook.contract import names
 
 GATE = names.CONDITION_REGISTERED
 

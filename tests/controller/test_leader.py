@@ -15,7 +15,7 @@ from tests.controller.support import (
     running_controller,
     wait_for,
 )
-from webhook import names
+from webhook.contract import names
 
 GATE = names.CONDITION_REGISTERED
 PATCHES = 'lanes_gate_patches_total{result="success"}'

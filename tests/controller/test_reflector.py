@@ -6,11 +6,11 @@ import threading
 import time
 from typing import Any
 
+from devtools.controlplane import ControlPlane
 from tests.controller.conftest import Env
 from tests.controller.support import restart_apiserver, wait_for, wait_for_controller_manager
-from webhook.controller.kube import JSON
-from webhook.controller.reflector import Reflector
-from webhook.envtest import ControlPlane
+from webhook.kube.client import JSON
+from webhook.kube.reflector import Reflector
 
 
 class Recorder:

@@ -20,7 +20,7 @@ from tests.controller.support import (
     running_controller,
     wait_for,
 )
-from webhook import names
+from webhook.contract import names
 from webhook.controller import RepairMode, RepairSettings
 
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from devtools.controlplane import ControlPlane
 from tests.controller.conftest import FAST_LEASE, Env
 from tests.controller.support import (
     condition_status,
@@ -15,9 +16,8 @@ from tests.controller.support import (
     wait_for,
     wait_for_controller_manager,
 )
-from webhook import names
+from webhook.contract import names
 from webhook.controller import LeaseTiming
-from webhook.envtest import ControlPlane
 
 GATE = names.CONDITION_REGISTERED
 

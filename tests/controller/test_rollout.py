@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.controller.conftest import Env
 from tests.controller.support import condition_status, pinned_template, running_controller, status_annotation, wait_for
-from webhook import names
+from webhook.contract import names
 
 REPLICAS = 2
 DELAY = 2.0

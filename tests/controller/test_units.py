@@ -11,15 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.controller.support import status_annotation
-from webhook import names, pki
+from webhook.cli.controller import build_parser, long_duration, settings_from_args
+from webhook.contract import names
 from webhook.controller import pods as podfacts
-from webhook.controller.backoff import Backoff
-from webhook.controller.certs import x509util
+from webhook.controller.certs import pki, x509util
 from webhook.controller.certs.files import write_atomically
 from webhook.controller.certs.material import Material, parse_secret, secret_body
-from webhook.controller.cli import build_parser, long_duration, settings_from_args
 from webhook.controller.gate import status_patch
-from webhook.controller.ratelimit import TokenBucket
 from webhook.controller.rbac import cluster_rules, namespace_rules
 from webhook.controller.settings import (
     CertTiming,
@@ -29,7 +27,9 @@ from webhook.controller.settings import (
     RepairSettings,
     SettingsError,
 )
-from webhook.controller.timers import TimerQueue
+from webhook.kube.backoff import Backoff
+from webhook.kube.ratelimit import TokenBucket
+from webhook.kube.timers import TimerQueue
 
 
 def test_token_bucket_allows_a_burst_then_the_rate() -> None:
@@ -80,7 +80,7 @@ def test_certificates_last_their_lifetime_from_issuance_and_rotate_at_two_thirds
     now = time.time()
     ca = pki.make_ca("ca", x509util.lifetime_for_pki(90))
     leaf = pki.issue(ca, "leaf", x509util.lifetime_for_pki(60), dns_names=("a", "b"), ip_addresses=("127.0.0.1",))
-    # webhook.pki backdates by exactly x509util.BACKDATE: if that changes, lifetimes would be off
+    # webhook.controller.certs.pki backdates by exactly x509util.BACKDATE: if that changes, lifetimes would be off
     assert ca.not_before().timestamp() == pytest.approx(now - x509util.BACKDATE.total_seconds(), abs=2)
     assert x509util.not_after(leaf.certificate) == pytest.approx(now + 60, abs=2)
     assert x509util.rotate_at(leaf.certificate, 2 / 3) == pytest.approx(now + 40, abs=2)

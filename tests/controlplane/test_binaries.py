@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook.envtest import BinaryError, ControlPlane, binaries
+from devtools.controlplane import BinaryError, ControlPlane, binaries
 
 
 def test_missing_go_is_one_clear_line(tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_missing_go_is_one_clear_line(tmp_path: Path) -> None:
         "LANES_CACHE_DIR": str(tmp_path / "cache"),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "webhook.envtest", "ensure"],
+        [sys.executable, "-m", "devtools.controlplane", "ensure"],
         env=env,
         capture_output=True,
         text=True,

@@ -8,8 +8,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.envtest import ControlPlane, ControlPlaneError
-from webhook.envtest.binaries import KUBERNETES_VERSION
+from devtools.controlplane import ControlPlane, ControlPlaneError
+from devtools.controlplane.binaries import KUBERNETES_VERSION
 
 
 def test_version_is_the_pinned_release(control_plane: ControlPlane) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from webhook.durations import parse_duration
-from webhook.envtest.binaries import REPO_ROOT
+from devtools.controlplane.binaries import REPO_ROOT
+from webhook.contract.durations import parse_duration
 
 
 def _expected_pods() -> dict[str, tuple[str, str, int, float]]:
@@ -30,7 +30,7 @@ def _expected_pods() -> dict[str, tuple[str, str, int, float]]:
 def test_demo_prints_every_pod_with_its_lane_and_cleans_up(tmp_path: Path) -> None:
     before = {p.name for p in Path("/tmp").glob("lanes-demo-*")}
     result = subprocess.run(
-        [sys.executable, "-m", "webhook.demo"], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
+        [sys.executable, "-m", "devtools.demo"], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()

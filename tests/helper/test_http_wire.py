@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from helper.httpclient import Connection, HttpError, fetch
-from helper.httpserver import HttpServer, Limits, Request, Response
+from helper.http.client import Connection, HttpError, fetch
+from helper.http.server import HttpServer, Limits, Request, Response
 
 
 async def hello(request: Request) -> Response:

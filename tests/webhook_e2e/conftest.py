@@ -17,9 +17,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.envtest import ControlPlane
-from webhook.envtest.local_webhook import LocalWebhook, start_local_webhook
-from webhook.registration import mutating_webhook_configuration
+from devtools.controlplane import ControlPlane
+from devtools.local_webhook import LocalWebhook, start_local_webhook
+from webhook.admission.registration import mutating_webhook_configuration
 
 OWN_NAMESPACE = "lanes-system"
 HELPER_IMAGE = "registry.example/lanes-helper:test"
@@ -41,7 +41,7 @@ def stop_server(server: WebhookServer) -> None:
 def webhook_configuration(
     url: str, ca_pem: bytes, *, name: str = CONFIG_NAME, failure_policy: str = "Fail", timeout: int = 5
 ) -> dict[str, Any]:
-    """The product's own registration (webhook.registration), pointed at the local server's URL."""
+    """The product's own registration (webhook.admission.registration), pointed at the local server's URL."""
     return mutating_webhook_configuration(
         name=name,
         ca_pem=ca_pem,

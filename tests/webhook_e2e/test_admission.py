@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from devtools.controlplane.cluster import free_port
 from tests.kube import make_namespace, wait_for_default_service_account
 from tests.webhook_e2e.conftest import (
     OWN_NAMESPACE,
@@ -18,7 +19,6 @@ from tests.webhook_e2e.conftest import (
     unregister,
     webhook_configuration,
 )
-from webhook.envtest.cluster import free_port
 
 
 def app_pod(name: str, **meta: Any) -> dict[str, Any]:

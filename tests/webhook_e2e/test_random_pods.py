@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from kubernetes import client
 
 from tests.webhook_e2e.conftest import HELPER_IMAGE, OWN_NAMESPACE, WebhookServer
-from webhook.review import admit_pod
-from webhook.settings import ClusterDefaults
+from webhook.contract.config import ClusterDefaults
+from webhook.injection.admit import admit_pod
 
 _LOWER = string.ascii_lowercase
 dns_label = st.from_regex(r"\A[a-z]([a-z0-9-]{0,10}[a-z0-9])?\Z")

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.webhook_e2e.conftest import WebhookServer
 from tests.webhook_e2e.test_admission import app_pod, assert_injected, create
-from webhook import pki
+from webhook.controller.certs import pki
 
 SECOND = "zz-second-webhook"  # configurations are called in name order: after "lanes-e2e"
 

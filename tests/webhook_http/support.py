@@ -2,7 +2,8 @@
 
 Two ways to run the server:
 
-* :class:`ThreadServer`: the production server object (``webhook.serve.create_server``) in a background thread
+* :class:`ThreadServer`: the production server object (``webhook.admission.serving.create_server``) in a background
+thread
   of the test process, on an OS-assigned loopback port. Fast, and lets a test reach into the app (metrics,
   lifecycle, the certificate reloader) or inject a fault into the core with ``monkeypatch``.
 * :class:`CliServer`: a ``lanes-webhook serve`` subprocess, exactly what the Deployment runs; used where the
@@ -33,11 +34,11 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from webhook.app import Lifecycle, create_app
-from webhook.metrics import Metrics
-from webhook.review import OwnerLookup
-from webhook.serve import LanesServer, create_server
-from webhook.settings import ClusterDefaults
+from webhook.admission.app import Lifecycle, create_app
+from webhook.admission.metrics import Metrics
+from webhook.admission.serving import LanesServer, create_server
+from webhook.contract.config import ClusterDefaults
+from webhook.injection.admit import OwnerLookup
 
 HOST = "127.0.0.1"
 

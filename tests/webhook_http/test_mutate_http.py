@@ -15,8 +15,8 @@ import pytest
 
 from tests.webhook_http.bodies import pod, review
 from tests.webhook_http.support import Pki, SecretVolume, ThreadServer, start_thread_server
-from webhook import review as core
-from webhook.app import INTERNAL_ERROR_WARNING
+from webhook.admission.app import INTERNAL_ERROR_WARNING
+from webhook.injection import admit as core
 
 
 def post(server: ThreadServer, body: Any, path: str = "/mutate") -> httpx.Response:
@@ -50,7 +50,7 @@ def unchanged_with_warning(result: dict[str, Any], fragment: str) -> None:
     assert any(fragment in w for w in result["warnings"]), result["warnings"]
 
 
-# --- the happy path (needs the core: webhook.review.admit_pod) ----------------------------------------------
+# --- the happy path (needs the core: webhook.injection.admit.admit_pod) ----------------------------------------------
 
 
 def test_pod_gets_a_json_patch_that_applies(webhook: ThreadServer) -> None:
@@ -228,7 +228,7 @@ def test_core_failure_admits_unchanged_with_warning_log_and_metric(
         raise KeyError("spec")
 
     monkeypatch.setattr(core, "admit_pod", broken)
-    errors = webhook.metrics.errors.labels("/mutate")
+    errors = webhook.admission.metrics.errors.labels("/mutate")
     before = errors._value.get()
     with caplog.at_level("ERROR", logger="lanes.admission"):
         result = answer(post(webhook, review(pod(), uid="u-bug")), "u-bug")

@@ -12,9 +12,9 @@ import pytest
 
 from tests.webhook_http.bodies import pod, review, workload, workload_review
 from tests.webhook_http.support import Pki, SecretVolume, ThreadServer, start_thread_server
-from webhook.app import Lifecycle
-from webhook.jsonlog import JsonFormatter, configure_logging
-from webhook.metrics import CacheStats, Metrics
+from webhook.admission.app import Lifecycle
+from webhook.admission.metrics import CacheStats, Metrics
+from webhook.cli.jsonlog import JsonFormatter, configure_logging
 
 
 def sample(text: str, name: str, labels: str = "") -> float:
@@ -53,7 +53,7 @@ def test_metrics_count_requests_by_path_and_outcome(webhook: ThreadServer) -> No
 
 
 def test_skipped_pods_are_counted_by_reason(webhook: ThreadServer) -> None:
-    metrics = webhook.metrics
+    metrics = webhook.admission.metrics
     before = metrics.skips.labels("opted-out")._value.get()
     opted_out = pod(labels={"app": "web", "lanes.io/inject": "false"})
     response = webhook.client.post("/mutate", content=orjson.dumps(review(opted_out, uid="u-skip")))

@@ -12,10 +12,10 @@ import orjson
 import pytest
 from kubernetes import client, config
 
+from devtools.controlplane import ControlPlane
 from tests.webhook_http.bodies import pod, review
 from tests.webhook_http.support import Pki, SecretVolume, start_thread_server
-from webhook.envtest import ControlPlane
-from webhook.owners import NAMESPACES, WatchCache, _Gone, _lines, _Reflector, namespace_entry, workload_entry
+from webhook.admission.owners import NAMESPACES, WatchCache, _Gone, _lines, _Reflector, namespace_entry, workload_entry
 
 
 def eventually(probe: Callable[[], Any], what: str, timeout: float = 30) -> Any:

@@ -1,4 +1,4 @@
-"""AdmissionReview v1 parsing and response building, without a server (webhook.admission)."""
+"""AdmissionReview v1 parsing and response building, without a server (webhook.admission.codec)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from tests.webhook_http.bodies import pod, review
-from webhook.admission import (
+from webhook.admission.codec import (
     API_VERSION,
     MAX_WARNING_LENGTH,
     ReviewError,

@@ -21,7 +21,7 @@ from tests.webhook_http.support import (
     client_context,
     start_thread_server,
 )
-from webhook.serve import CertificateError, load_pair
+from webhook.admission.serving import CertificateError, load_pair
 
 
 def peer_certificate(url: str, context: ssl.SSLContext) -> bytes:

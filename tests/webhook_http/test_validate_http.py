@@ -10,8 +10,8 @@ import pytest
 
 from tests.webhook_http.bodies import review, workload, workload_review
 from tests.webhook_http.support import ThreadServer
-from webhook import review as core
-from webhook.app import INTERNAL_ERROR_WARNING
+from webhook.admission.app import INTERNAL_ERROR_WARNING
+from webhook.injection import admit as core
 
 
 def post(server: ThreadServer, body: Any) -> httpx.Response:
@@ -28,7 +28,7 @@ def answer(response: httpx.Response, uid: str) -> dict[str, Any]:
     return result
 
 
-# --- needs the core: webhook.review.validate_workload --------------------------------------------------------
+# --- needs the core: webhook.injection.admit.validate_workload --------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "DaemonSet"])

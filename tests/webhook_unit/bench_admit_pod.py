@@ -17,8 +17,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from webhook.review import admit_pod
-from webhook.settings import ClusterDefaults
+from webhook.contract.config import ClusterDefaults
+from webhook.injection.admit import admit_pod
 
 
 class Cache:

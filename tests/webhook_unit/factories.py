@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from webhook.settings import ClusterDefaults, LanesConfig
+from webhook.contract.config import ClusterDefaults, LanesConfig
 
 
 class FakeOwners:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from webhook.cli import COMMANDS, main
+from webhook.cli.lanes import COMMANDS, main
 
 
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,8 +30,8 @@ def test_unknown_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str])
 
 def test_inject_does_not_import_the_cluster_commands() -> None:
     code = (
-        "import sys; from webhook.cli import main; main(['inject', '--help']); "
-        "print(sorted(m for m in ('webhook.doctor', 'webhook.demo', 'kubernetes') if m in sys.modules))"
+        "import sys; from webhook.cli.lanes import main; main(['inject', '--help']); "
+        "print(sorted(m for m in ('webhook.cli.doctor', 'devtools.demo', 'kubernetes') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"

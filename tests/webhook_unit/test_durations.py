@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook.durations import MAX_SECONDS, DurationError, format_duration, format_seconds, parse_duration
+from webhook.contract.durations import MAX_SECONDS, DurationError, format_duration, format_seconds, parse_duration
 
 
 @pytest.mark.parametrize(

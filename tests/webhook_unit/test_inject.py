@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook import names
-from webhook.cli import main
+from webhook.cli.lanes import main
+from webhook.contract import names
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -222,7 +222,7 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_stdin_through_the_real_command(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "webhook.cli", "inject", "-f", "-"],
+        [sys.executable, "-m", "webhook.cli.lanes", "inject", "-f", "-"],
         input=DEPLOYMENT + "---\n" + SERVICE,
         capture_output=True,
         text=True,

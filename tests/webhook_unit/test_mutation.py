@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.webhook_unit.factories import config, container, env_of, frozen, init_named, pod
-from webhook import names
-from webhook.messages import MAX_MESSAGE
-from webhook.mutation import STATUS_VERSION, mutate, read_status
+from webhook.contract import names
+from webhook.contract.messages import MAX_MESSAGE
+from webhook.injection.mutation import STATUS_VERSION, mutate, read_status
 
 APP_ENV = [
     names.ENV_LANE,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import helper.env as helper_env
-from webhook import names
+from webhook.contract import names
 
 
 def test_env_names_mirror_the_helper() -> None:

@@ -10,7 +10,7 @@ import jsonpatch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webhook.patch import escape, make_ops, pointer
+from webhook.injection.patch import escape, make_ops, pointer
 
 
 def apply(doc: Any, ops: list[dict[str, Any]]) -> Any:

@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.webhook_unit.factories import FakeOwners
-from webhook import names
-from webhook.messages import MAX_WARNING
-from webhook.mutation import mutate
-from webhook.patch import make_ops
-from webhook.resolve import resolve_pod
-from webhook.review import admit_pod
-from webhook.settings import ClusterDefaults
+from webhook.contract import names
+from webhook.contract.config import ClusterDefaults
+from webhook.contract.messages import MAX_WARNING
+from webhook.injection.admit import admit_pod
+from webhook.injection.mutation import mutate
+from webhook.injection.patch import make_ops
+from webhook.injection.resolve import resolve_pod
 
 DEFAULTS = ClusterDefaults()
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

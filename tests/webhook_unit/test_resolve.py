@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from tests.webhook_unit.factories import FakeOwners, container, pod
-from webhook import names
-from webhook.messages import MAX_MESSAGE
-from webhook.resolve import SETTINGS, Layer, namespace_layers, resolve, resolve_pod
-from webhook.settings import ClusterDefaults, defaults_from_mapping
+from webhook.contract import names
+from webhook.contract.config import ClusterDefaults, defaults_from_mapping
+from webhook.contract.messages import MAX_MESSAGE
+from webhook.injection.resolve import SETTINGS, Layer, namespace_layers, resolve, resolve_pod
 
 DEFAULTS = ClusterDefaults()
 

@@ -9,12 +9,12 @@ import jsonpatch
 import pytest
 
 from tests.webhook_unit.factories import FakeOwners, container, frozen, pod
-from webhook import names
-from webhook.messages import MAX_WARNING
-from webhook.mutation import mutate
-from webhook.resolve import resolve_pod
-from webhook.review import PodAdmission, admit_pod, validate_workload
-from webhook.settings import ClusterDefaults
+from webhook.contract import names
+from webhook.contract.config import ClusterDefaults
+from webhook.contract.messages import MAX_WARNING
+from webhook.injection.admit import PodAdmission, admit_pod, validate_workload
+from webhook.injection.mutation import mutate
+from webhook.injection.resolve import resolve_pod
 
 DEFAULTS = ClusterDefaults()
 

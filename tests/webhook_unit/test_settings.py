@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook.settings import (
+from webhook.contract.config import (
     ClusterDefaults,
     DefaultsError,
     LanesConfig,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.values import (
+from webhook.contract.values import (
     app_from_name,
     parse_agent_port,
     parse_app,

@@ -1,7 +1,7 @@
-"""``python -m webhook.controller``: see webhook.controller.cli."""
+"""``python -m webhook.controller``: see webhook.cli.controller."""
 
 import sys
 
-from webhook.controller.cli import main
+from webhook.cli.controller import main
 
 sys.exit(main())

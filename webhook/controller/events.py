@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from webhook.controller import pods as podfacts
-from webhook.controller.kube import JSON, Kube, KubeError, quote
+from webhook.kube.client import JSON, Kube, KubeError, quote
 
 log = logging.getLogger("lanes.controller.events")
 

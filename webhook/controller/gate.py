@@ -26,15 +26,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from webhook import names
+from webhook.contract import names
+from webhook.contract.durations import format_duration
 from webhook.controller import pods as podfacts
-from webhook.controller.backoff import Backoff
-from webhook.controller.kube import JSON, Kube, KubeError, quote
 from webhook.controller.leader import NotLeader
 from webhook.controller.metrics import ControllerMetrics
-from webhook.controller.reflector import Reflector
-from webhook.controller.timers import TimerQueue
-from webhook.durations import format_duration
+from webhook.kube.backoff import Backoff
+from webhook.kube.client import JSON, Kube, KubeError, quote
+from webhook.kube.reflector import Reflector
+from webhook.kube.timers import TimerQueue
 
 log = logging.getLogger("lanes.controller.gate")
 

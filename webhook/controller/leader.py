@@ -23,9 +23,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from webhook.controller.kube import JSON, Kube, KubeError, quote
 from webhook.controller.metrics import ControllerMetrics
 from webhook.controller.settings import LeaseTiming
+from webhook.kube.client import JSON, Kube, KubeError, quote
 
 log = logging.getLogger("lanes.controller.leader")
 

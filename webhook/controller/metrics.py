@@ -1,6 +1,6 @@
 """Prometheus metrics of the controller loops.
 
-They are registered on a registry the caller passes: the admission server's own (``webhook.metrics.Metrics``
+They are registered on a registry the caller passes: the admission server's own (``webhook.admission.metrics.Metrics``
 has one per instance) when the controller runs inside ``lanes-webhook serve``, so one ``/metrics`` shows both,
 or a fresh one for the standalone ``python -m webhook.controller``. Never prometheus-client's global registry:
 tests run several controllers in one process.

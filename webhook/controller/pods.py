@@ -2,7 +2,7 @@
 
 The pod watch is cluster-wide, so :func:`project` keeps only the fields these functions read (a few hundred
 bytes per pod instead of the full object). Whether a pod "should have been injected" is the webhook's own
-:func:`webhook.mutation.skip_reason`, so repair can never disagree with admission about which pods Lanes owns.
+:func:`webhook.injection.mutation.skip_reason`, so repair can never disagree with admission about which pods Lanes owns.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from webhook import names
-from webhook.durations import DurationError, parse_duration
-from webhook.mutation import read_status, skip_reason
+from webhook.contract import names
+from webhook.contract.durations import DurationError, parse_duration
+from webhook.injection.mutation import read_status, skip_reason
 
 log = logging.getLogger("lanes.controller.pods")
 

@@ -22,15 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from webhook.controller import pods as podfacts
-from webhook.controller.backoff import Backoff
 from webhook.controller.events import EventRecorder
-from webhook.controller.kube import JSON, Kube, KubeError, quote
 from webhook.controller.leader import NotLeader
 from webhook.controller.metrics import ControllerMetrics
-from webhook.controller.ratelimit import TokenBucket
-from webhook.controller.reflector import Reflector
 from webhook.controller.settings import RepairMode, RepairSettings
-from webhook.controller.timers import TimerQueue
+from webhook.kube.backoff import Backoff
+from webhook.kube.client import JSON, Kube, KubeError, quote
+from webhook.kube.ratelimit import TokenBucket
+from webhook.kube.reflector import Reflector
+from webhook.kube.timers import TimerQueue
 
 log = logging.getLogger("lanes.controller.repair")
 

@@ -31,12 +31,12 @@ from webhook.controller.certs.rotation import CertRotation
 from webhook.controller.certs.webhooks import GROUP, MUTATING, VALIDATING
 from webhook.controller.events import EventRecorder
 from webhook.controller.gate import Gate
-from webhook.controller.kube import JSON, Kube
 from webhook.controller.leader import LeaderElector
 from webhook.controller.metrics import ControllerMetrics
-from webhook.controller.reflector import Reflector
 from webhook.controller.repair import Repair
 from webhook.controller.settings import ControllerSettings, RepairMode
+from webhook.kube.client import JSON, Kube
+from webhook.kube.reflector import Reflector
 
 log = logging.getLogger("lanes.controller")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from webhook import names
+from webhook.contract import names
 
 DAY = 86_400.0
 

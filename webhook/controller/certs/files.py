@@ -1,6 +1,6 @@
 """Every replica mirrors the certificate Secret into files the admission server reads.
 
-The server (``webhook.serve.CertReloader``) re-reads ``tls.crt``/``tls.key`` when their stat changes, so the
+The server (``webhook.admission.serving.CertReloader``) re-reads ``tls.crt``/``tls.key`` when their stat changes, so the
 files must switch from one complete pair to the next in one step: a reader must never see a new certificate with
 the old key. The layout is the kubelet's own for Secret volumes (``AtomicWriter``), which the server already
 handles:
@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from webhook.controller.certs.material import serving_files
-from webhook.controller.kube import JSON, Kube, quote
-from webhook.controller.reflector import Reflector
+from webhook.kube.client import JSON, Kube, quote
+from webhook.kube.reflector import Reflector
 
 log = logging.getLogger("lanes.controller.certfiles")
 

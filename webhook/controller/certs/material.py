@@ -22,8 +22,7 @@ from typing import Any
 
 from cryptography import x509
 
-from webhook import pki
-from webhook.controller.certs import x509util
+from webhook.controller.certs import pki, x509util
 
 SECRET_TYPE = "kubernetes.io/tls"
 ANN_TRUSTED_SINCE = "lanes.io/ca-trusted-since"

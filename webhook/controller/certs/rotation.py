@@ -27,15 +27,14 @@ from collections.abc import Callable
 
 from cryptography import x509
 
-from webhook import pki
-from webhook.controller.backoff import Backoff
-from webhook.controller.certs import x509util
+from webhook.controller.certs import pki, x509util
 from webhook.controller.certs.material import Material, parse_secret, secret_body
 from webhook.controller.certs.webhooks import MUTATING, VALIDATING, Target, certificates_of, publish
-from webhook.controller.kube import JSON, Kube, KubeError, quote
 from webhook.controller.leader import NotLeader
 from webhook.controller.metrics import ControllerMetrics
 from webhook.controller.settings import ControllerSettings
+from webhook.kube.backoff import Backoff
+from webhook.kube.client import JSON, Kube, KubeError, quote
 
 log = logging.getLogger("lanes.controller.certs")
 

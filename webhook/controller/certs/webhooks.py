@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from webhook.controller.certs import x509util
-from webhook.controller.kube import JSON, Kube, KubeError, quote
+from webhook.kube.client import JSON, Kube, KubeError, quote
 
 log = logging.getLogger("lanes.controller.certs")
 

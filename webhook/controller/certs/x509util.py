@@ -14,9 +14,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from webhook import pki
+from webhook.controller.certs import pki
 
-#: ``webhook.pki`` starts every certificate this long before "now" to tolerate clock skew; lifetimes given to it
+#: ``webhook.controller.certs.pki`` starts every certificate this long before "now" to tolerate clock skew; lifetimes
+#: given to it
 #: are stretched by the same amount so a certificate lasts its configured lifetime *from issuance*.
 BACKDATE = dt.timedelta(minutes=5)
 
@@ -108,5 +109,5 @@ def rotate_at(cert: x509.Certificate, fraction: float, renew_before: float = 0.0
 
 
 def lifetime_for_pki(seconds: float) -> dt.timedelta:
-    """The lifetime to ask ``webhook.pki`` for so the certificate is valid ``seconds`` from now."""
+    """The lifetime to ask ``webhook.controller.certs.pki`` for so the certificate is valid ``seconds`` from now."""
     return dt.timedelta(seconds=seconds) + BACKDATE

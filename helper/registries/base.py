@@ -1,0 +1,65 @@
+"""Service registries the agent deregisters from when the pod starts going offline.
+
+Kubernetes Services need no call: once /ready answers 503 the kubelet marks the pod unready and the endpoints
+controller removes it from every EndpointSlice, which kube-proxy, meshes and ingress controllers follow. Apps that
+also register elsewhere (Nacos, Consul, Eureka, a Dubbo registry) need an explicit deregistration; that is what
+this interface is for. A registry is named in ``LANES_REGISTRIES`` (default ``kubernetes``); names other than the
+built-ins are looked up as Python entry points in the group ``lanes.registries``, whose object is called with the
+agent's configuration and returns a :class:`Registry`. Third-party registries thus ship as their own small package
+installed into a derived helper image, without changes here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from helper.config import AgentConfig
+from helper.env import REGISTRIES, ConfigError
+from helper.registries.kubernetes import KubernetesRegistry
+
+ENTRY_POINT_GROUP = "lanes.registries"
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """Something that routes traffic to this pod and must be told to stop before the drain."""
+
+    name: str
+
+    async def deregister(self) -> str:
+        """Remove this pod; return a one-line description of what was done. Raise on failure.
+
+        Called once per pod termination, bounded in time by the agent (the drain, at least one second), and
+        cancelled when that time is up: implementations must not hold the drain hostage.
+        """
+        ...
+
+
+RegistryFactory = Callable[[AgentConfig], Registry]
+BUILTIN: dict[str, RegistryFactory] = {"kubernetes": lambda _config: KubernetesRegistry()}
+
+
+def _from_entry_point(name: str, config: AgentConfig) -> Registry:
+    from importlib.metadata import entry_points  # costly import; only for third-party registries
+
+    found = [point for point in entry_points(group=ENTRY_POINT_GROUP) if point.name == name]
+    if not found:
+        known = ", ".join(sorted(BUILTIN))
+        raise ConfigError(
+            f"{REGISTRIES}: unknown registry {name!r}: built-in are {known}; others need an entry point"
+            f" in group {ENTRY_POINT_GROUP}"
+        )
+    try:
+        factory = found[0].load()
+        registry = factory(config)
+    except Exception as error:
+        raise ConfigError(f"{REGISTRIES}: registry {name!r} failed to load: {error!r}") from None
+    if not isinstance(registry, Registry):
+        raise ConfigError(f"{REGISTRIES}: registry {name!r} does not implement deregister()")
+    return registry
+
+
+def load(names: tuple[str, ...], config: AgentConfig) -> list[Registry]:
+    """Instantiate the configured registries; an unknown or broken one is a configuration error (exit 2)."""
+    return [BUILTIN[name](config) if name in BUILTIN else _from_entry_point(name, config) for name in names]

@@ -1,0 +1,126 @@
+"""Parsers of single setting values: lane, app name, port, prewarm policy, on/off switch, tag header.
+
+Each turns the text a user wrote (annotation, defaults file, ``--set``) into the typed value, or raises
+:class:`ValueError` whose message is ``'<value>': <what is wrong>; e.g. <good example>``, the same shape as the
+helper's spec parsers (helper/specs.py) so every warning and validation error reads alike. The spec languages
+(prewarm targets, warm-up curve and requests, URLs) are parsed by helper.specs itself, so the webhook accepts
+exactly what the helper will run with.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Literal
+
+from webhook.contract.messages import quote
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9]|-(?=[a-z0-9])){0,14}")
+_HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+
+PrewarmPolicy = Literal["warn", "require"]
+
+
+def _fail(value: object, reason: str, example: str) -> ValueError:
+    return ValueError(f"{quote(value)}: {reason}; e.g. {example}")
+
+
+def _text(value: object, example: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(value, "not a string", example)
+    return value.strip()
+
+
+def _lane_example(value: str) -> str:
+    """A good lane close to what the user meant: ``Gray_1`` -> ``gray-1``."""
+    guess = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63].strip("-")
+    return guess if guess and _DNS_LABEL.fullmatch(guess) else "gray"
+
+
+def parse_lane(value: object) -> str:
+    """A lane name: an RFC 1123 DNS label (lowercase letters, digits, ``-``; at most 63), e.g. ``gray``."""
+    text = _text(value, "gray")
+    if not text:
+        raise _fail(value, "empty", "gray")
+    if not _DNS_LABEL.fullmatch(text):
+        reason = "longer than 63 characters" if len(text) > 63 else "not a DNS label (a-z, 0-9, -)"
+        raise _fail(value, reason, _lane_example(text))
+    return text
+
+
+def parse_app(value: object) -> str:
+    """A logical service name; becomes the ``lanes.io/app`` label, so it must be a label value."""
+    text = _text(value, "checkout")
+    if not text:
+        raise _fail(value, "empty", "checkout")
+    if not _LABEL_VALUE.fullmatch(text):
+        reason = "longer than 63 characters" if len(text) > 63 else "not a label value (A-Z, a-z, 0-9, -_.)"
+        raise _fail(value, reason, "checkout")
+    return text
+
+
+@lru_cache(maxsize=4096)
+def app_from_name(name: str) -> str | None:
+    """Best label value derived from an object name (up to 253 characters, dots allowed): cut to 63 and trim,
+    or None when nothing usable remains."""
+    text = name.strip()[:63]
+    text = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", text)
+    return text if text and _LABEL_VALUE.fullmatch(text) else None
+
+
+def parse_port(value: object) -> int | str:
+    """The app port: a number 1..65535 or a container port name (IANA service name, e.g. ``http``)."""
+    text = _text(value, "8080 or http")
+    if text.isdigit():
+        number = int(text)
+        if 1 <= number <= 65535:
+            return number
+        raise _fail(value, "port must be 1..65535", "8080")
+    if _PORT_NAME.fullmatch(text) and any(c.isalpha() for c in text):
+        return text
+    raise _fail(value, "not a port number or port name", "8080 or http")
+
+
+def parse_policy(value: object) -> PrewarmPolicy:
+    """The prewarm policy: ``warn`` (never block start) or ``require`` (init fails until reachable)."""
+    text = _text(value, "warn or require").lower()
+    if text == "warn":
+        return "warn"
+    if text == "require":
+        return "require"
+    raise _fail(value, "must be warn or require", "require")
+
+
+def parse_switch(value: object) -> bool:
+    """``true`` or ``false`` (any case); a YAML boolean is accepted too (defaults files)."""
+    if isinstance(value, bool):
+        return value
+    text = _text(value, '"false"').lower()
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    raise _fail(value, "must be true or false", '"false"')
+
+
+def parse_tag_header(value: object) -> str:
+    """An HTTP header name (token characters), returned lowercased as HTTP/2 and most proxies see it."""
+    text = _text(value, "x-lane")
+    if not _HEADER.fullmatch(text):
+        raise _fail(value, "not an HTTP header name", "x-lane")
+    return text.lower()
+
+
+def parse_agent_port(value: object) -> int:
+    """The agent's port: 1..65535 and outside 15000-15090, which Istio's proxy reserves."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _fail(value, "not a port number", "15400")
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise _fail(value, "port must be 1..65535", "15400")
+    number = int(text)
+    if 15000 <= number <= 15090:
+        raise _fail(value, "inside Istio's reserved 15000-15090", "15400")
+    return number

@@ -1,0 +1,3 @@
+"""The one Kubernetes access layer every loop shares: the JSON client, the reflector, backoff, rate limits and
+timers.
+"""
