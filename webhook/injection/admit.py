@@ -14,6 +14,7 @@ from webhook.contract import names
 from webhook.contract.config import ClusterDefaults
 from webhook.contract.messages import add_prefix, spec_reason
 from webhook.injection.mutation import mutate_admissible, skip_reason
+from webhook.injection.objects import as_dict
 from webhook.injection.patch import make_ops
 from webhook.injection.resolve import (
     SETTINGS_BY_ANNOTATION,
@@ -60,22 +61,18 @@ def admit_pod(
     return PodAdmission(patch=make_ops(pod, mutation.pod), warnings=warnings, injected=True)
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def pod_templates(obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """``(path, metadata)`` of every annotation-bearing part of a workload, outermost first, pod template last:
     ``metadata`` and ``spec.template.metadata``; for a CronJob also ``spec.jobTemplate.metadata``."""
-    spec = _dict(obj.get("spec"))
-    out: list[tuple[str, dict[str, Any]]] = [("metadata", _dict(obj.get("metadata")))]
+    spec = as_dict(obj.get("spec"))
+    out: list[tuple[str, dict[str, Any]]] = [("metadata", as_dict(obj.get("metadata")))]
     prefix = "spec.template"
     if obj.get("kind") == names.KIND_CRONJOB:
-        job = _dict(spec.get("jobTemplate"))
-        out.append(("spec.jobTemplate.metadata", _dict(job.get("metadata"))))
-        spec = _dict(job.get("spec"))
+        job = as_dict(spec.get("jobTemplate"))
+        out.append(("spec.jobTemplate.metadata", as_dict(job.get("metadata"))))
+        spec = as_dict(job.get("spec"))
         prefix = "spec.jobTemplate.spec.template"
-    out.append((f"{prefix}.metadata", _dict(_dict(spec.get("template")).get("metadata"))))
+    out.append((f"{prefix}.metadata", as_dict(as_dict(spec.get("template")).get("metadata"))))
     return out
 
 
@@ -90,10 +87,10 @@ _TEMPLATE_KINDS = {
 
 
 def _template(obj: dict[str, Any]) -> dict[str, Any]:
-    spec = _dict(obj.get("spec"))
+    spec = as_dict(obj.get("spec"))
     if obj.get("kind") == names.KIND_CRONJOB:
-        spec = _dict(_dict(spec.get("jobTemplate")).get("spec"))
-    return _dict(spec.get("template"))
+        spec = as_dict(as_dict(spec.get("jobTemplate")).get("spec"))
+    return as_dict(spec.get("template"))
 
 
 def validate_workload(obj: dict[str, Any], defaults: ClusterDefaults) -> list[str]:
@@ -110,7 +107,7 @@ def validate_workload(obj: dict[str, Any], defaults: ClusterDefaults) -> list[st
     template = _template(obj)
     errors: list[str] = []
     for path, metadata in pod_templates(obj):
-        annotations = _dict(metadata.get("annotations"))
+        annotations = as_dict(metadata.get("annotations"))
         for key, value in annotations.items():
             if not isinstance(key, str) or not key.startswith(names.PREFIX) or key == names.ANN_STATUS:
                 continue

@@ -19,6 +19,7 @@ import yaml
 from webhook.contract import names
 from webhook.contract.config import ClusterDefaults
 from webhook.injection.mutation import Mutation, mutate, skip_reason
+from webhook.injection.objects import as_dict
 from webhook.injection.resolve import Layer, controller_ref, namespace_layers, resolve
 
 _TEMPLATE_KINDS = (
@@ -105,13 +106,9 @@ def dump_documents(documents: list[Any]) -> str:
     )
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _label(obj: Mapping[str, Any]) -> str:
     kind = obj.get("kind") if isinstance(obj.get("kind"), str) else "object"
-    name = _dict(obj.get("metadata")).get("name") or _dict(obj.get("metadata")).get("generateName") or "(unnamed)"
+    name = as_dict(obj.get("metadata")).get("name") or as_dict(obj.get("metadata")).get("generateName") or "(unnamed)"
     return f"{kind}/{name}"
 
 
@@ -142,7 +139,7 @@ class _Walker:
         return obj
 
     def _namespace(self, obj: Mapping[str, Any]) -> tuple[str | None, list[Layer]]:
-        namespace = _dict(obj.get("metadata")).get("namespace")
+        namespace = as_dict(obj.get("metadata")).get("namespace")
         name = namespace if isinstance(namespace, str) else ""
         layers = namespace_layers(self.options.namespace_annotations, self.options.namespace_labels, name)
         return (namespace if isinstance(namespace, str) else None), layers
@@ -168,36 +165,36 @@ class _Walker:
 
     def pod(self, pod: dict[str, Any], where: str) -> dict[str, Any]:
         namespace, layers = self._namespace(pod)
-        ref = controller_ref(_dict(pod.get("metadata")))
+        ref = controller_ref(as_dict(pod.get("metadata")))
         return self._inject(pod, where, namespace, layers, [], ref[1] if ref else None)
 
     def workload(self, obj: dict[str, Any], where: str) -> dict[str, Any]:
-        spec = _dict(obj.get("spec"))
+        spec = as_dict(obj.get("spec"))
         template = spec.get("template")
         if not isinstance(template, dict):
             self.note(where, "not injected: no spec.template")
             return obj
-        metadata = _dict(obj.get("metadata"))
+        metadata = as_dict(obj.get("metadata"))
         name = metadata.get("name") if isinstance(metadata.get("name"), str) else None
         namespace, layers = self._namespace(obj)
-        workloads = [Layer(f"{obj['kind']} {name or ''}".strip(), _dict(metadata.get("annotations")))]
+        workloads = [Layer(f"{obj['kind']} {name or ''}".strip(), as_dict(metadata.get("annotations")))]
         injected = self._inject(template, where, namespace, layers, workloads, name)
         return obj if injected is template else {**obj, "spec": {**spec, "template": injected}}
 
     def cronjob(self, obj: dict[str, Any], where: str) -> dict[str, Any]:
-        spec = _dict(obj.get("spec"))
-        job = _dict(spec.get("jobTemplate"))
-        job_spec = _dict(job.get("spec"))
+        spec = as_dict(obj.get("spec"))
+        job = as_dict(spec.get("jobTemplate"))
+        job_spec = as_dict(job.get("spec"))
         template = job_spec.get("template")
         if not isinstance(template, dict):
             self.note(where, "not injected: no spec.jobTemplate.spec.template")
             return obj
-        metadata = _dict(obj.get("metadata"))
+        metadata = as_dict(obj.get("metadata"))
         name = metadata.get("name") if isinstance(metadata.get("name"), str) else None
         namespace, layers = self._namespace(obj)
         workloads = [
-            Layer("jobTemplate", _dict(_dict(job.get("metadata")).get("annotations"))),
-            Layer(f"CronJob {name or ''}".strip(), _dict(metadata.get("annotations"))),
+            Layer("jobTemplate", as_dict(as_dict(job.get("metadata")).get("annotations"))),
+            Layer(f"CronJob {name or ''}".strip(), as_dict(metadata.get("annotations"))),
         ]
         injected = self._inject(template, where, namespace, layers, workloads, name)
         if injected is template:

@@ -40,6 +40,7 @@ from webhook.contract import names
 from webhook.contract.config import LanesConfig
 from webhook.contract.durations import format_duration, format_seconds
 from webhook.contract.messages import clip, quote
+from webhook.injection.objects import as_dict, as_list
 
 Pod = dict[str, Any]
 
@@ -72,14 +73,6 @@ class Mutation:
 
 
 # --- small readers ------------------------------------------------------------------------------------------------
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _covers(existing: Any, desired: Any) -> bool:
@@ -115,12 +108,12 @@ def skip_reason(pod: Pod, namespace: str | None = None, own_namespace: str | Non
     spec = pod.get("spec")
     if (metadata is not None and not isinstance(metadata, dict)) or not isinstance(spec, dict):
         return "invalid-pod"
-    inject = _dict(_dict(metadata).get("labels")).get(names.LABEL_INJECT)
+    inject = as_dict(as_dict(metadata).get("labels")).get(names.LABEL_INJECT)
     if isinstance(inject, str) and inject.strip().lower() == "false":
         return "opted-out"
     if spec.get("hostNetwork") is True:
         return "hostNetwork"
-    if _dict(spec.get("os")).get("name") == "windows":
+    if as_dict(spec.get("os")).get("name") == "windows":
         return "windows"
     app = spec.get("containers")
     if not isinstance(app, list) or not app:
@@ -140,7 +133,7 @@ def skip_reason(pod: Pod, namespace: str | None = None, own_namespace: str | Non
 
 def read_status(pod: Pod) -> dict[str, Any] | None:
     """The parsed ``lanes.io/status`` of ``pod``, or None when absent or unreadable (then it is re-injected)."""
-    raw = _dict(_dict(pod.get("metadata")).get("annotations")).get(names.ANN_STATUS)
+    raw = as_dict(as_dict(pod.get("metadata")).get("annotations")).get(names.ANN_STATUS)
     if not isinstance(raw, str):
         return None
     try:
@@ -154,11 +147,11 @@ def is_current(status: dict[str, Any] | None, config: LanesConfig, container_nam
     """True when the pod was injected by this format version, for this configuration and these containers."""
     if status is None:
         return False
-    injected = _dict(status.get("injected"))
+    injected = as_dict(status.get("injected"))
     return (
         status.get("version") == STATUS_VERSION
         and status.get("hash") == config.hash
-        and list(_dict(injected.get("containers"))) == container_names
+        and list(as_dict(injected.get("containers"))) == container_names
     )
 
 
@@ -311,11 +304,11 @@ class _Injector:
         self.config = config
         self.warnings: list[str] = []
         self.out: Pod = dict(pod)
-        self.metadata: dict[str, Any] = dict(_dict(pod.get("metadata")))
+        self.metadata: dict[str, Any] = dict(as_dict(pod.get("metadata")))
         self.spec: dict[str, Any] = dict(pod["spec"])
         self.out["metadata"] = self.metadata
         self.out["spec"] = self.spec
-        self.previous = _dict(_dict(status).get("injected")) if status is not None else None
+        self.previous = as_dict(as_dict(status).get("injected")) if status is not None else None
         self.injected: dict[str, Any] = {}
         self.app_env: list[dict[str, Any]] = []
 
@@ -325,7 +318,7 @@ class _Injector:
         self._init_containers(ready)
         self._readiness_gate()
         self._grace_period()
-        annotations = dict(_dict(self.metadata.get("annotations")))
+        annotations = dict(as_dict(self.metadata.get("annotations")))
         annotations[names.ANN_STATUS] = status_of(self.config, self.injected)
         self.metadata["annotations"] = annotations
         return Mutation(self.out, self.warnings)
@@ -333,7 +326,7 @@ class _Injector:
     # labels ------------------------------------------------------------------------------------------------
 
     def _labels(self) -> None:
-        original = _dict(self.metadata.get("labels"))
+        original = as_dict(self.metadata.get("labels"))
         labels = dict(original)
         wanted = {names.LABEL_LANE: self.config.lane, names.LABEL_APP: self.config.app}
         for key, value in wanted.items():
@@ -351,7 +344,7 @@ class _Injector:
 
     def _app_containers(self) -> tuple[str, str] | None:
         """Env and preStop on every app container; returns the readiness probe handed over to the agent."""
-        previous = _dict(_dict(self.previous).get("containers"))
+        previous = as_dict(as_dict(self.previous).get("containers"))
         hook = pre_stop(self.config)
         self.app_env = app_env(self.config)  # shared by the containers: the output is read-only anyway
         records: dict[str, dict[str, Any]] = {}
@@ -359,7 +352,7 @@ class _Injector:
         for container in self.spec["containers"]:
             name = container["name"]
             record: dict[str, Any] = {}
-            before = _dict(previous.get(name))
+            before = as_dict(previous.get(name))
             updated = dict(container)
             self._env(updated, before, record)
             self._pre_stop(updated, before, record, hook)
@@ -373,8 +366,8 @@ class _Injector:
 
     def _env(self, container: dict[str, Any], before: dict[str, Any], record: dict[str, Any]) -> None:
         name = container["name"]
-        original = _list(container.get("env"))
-        ours_before = set(_list(before.get("env")))
+        original = as_list(container.get("env"))
+        ours_before = set(as_list(before.get("env")))
         env = list(original)
         present = _env_names(original)
         index = {key: present.index(key) for key in _APP_ENV_NAMES.intersection(present)}
@@ -444,7 +437,7 @@ class _Injector:
     def _pre_stop(
         self, container: dict[str, Any], before: dict[str, Any], record: dict[str, Any], hook: dict[str, Any] | None
     ) -> None:
-        lifecycle = _dict(container.get("lifecycle"))
+        lifecycle = as_dict(container.get("lifecycle"))
         current = lifecycle.get("preStop")
         ours = before.get("preStop") is not None
         if current is not None and not ours:
@@ -468,7 +461,7 @@ class _Injector:
         """The container serving the app port (the one declaring it), else the first container."""
         port = self.config.app_port
         for container in self.spec["containers"]:
-            for item in _list(container.get("ports")):
+            for item in as_list(container.get("ports")):
                 if isinstance(item, dict) and port is not None and item.get("containerPort") == port:
                     return container
         first: dict[str, Any] = self.spec["containers"][0]
@@ -479,13 +472,13 @@ class _Injector:
         if not self.config.agent:
             return None
         container = self._app_container()
-        http = _dict(_dict(container.get("readinessProbe")).get("httpGet"))
+        http = as_dict(as_dict(container.get("readinessProbe")).get("httpGet"))
         if not http:
             return None
         port = http.get("port")
         if isinstance(port, str) and not port.isdigit():
             port = next(
-                (p.get("containerPort") for p in _list(container.get("ports")) if _dict(p).get("name") == port),
+                (p.get("containerPort") for p in as_list(container.get("ports")) if as_dict(p).get("name") == port),
                 None,
             )
         elif isinstance(port, str):
@@ -509,7 +502,7 @@ class _Injector:
     # init containers ---------------------------------------------------------------------------------------
 
     def _init_containers(self, ready: tuple[str, str] | None) -> None:
-        original = _list(self.spec.get("initContainers"))
+        original = as_list(self.spec.get("initContainers"))
         wanted: dict[str, dict[str, Any] | None] = {
             names.CONTAINER_PREWARM: prewarm_container(self.config) if self.config.prewarm else None,
             names.CONTAINER_AGENT: agent_container(self.config, ready) if self.config.agent else None,
@@ -543,8 +536,8 @@ class _Injector:
     # pod-level ---------------------------------------------------------------------------------------------
 
     def _readiness_gate(self) -> None:
-        original = _list(self.spec.get("readinessGates"))
-        if any(_dict(g).get("conditionType") == names.CONDITION_REGISTERED for g in original):
+        original = as_list(self.spec.get("readinessGates"))
+        if any(as_dict(g).get("conditionType") == names.CONDITION_REGISTERED for g in original):
             return
         self.spec["readinessGates"] = [*original, {"conditionType": names.CONDITION_REGISTERED}]
 
@@ -554,7 +547,7 @@ class _Injector:
         current = self.spec.get("terminationGracePeriodSeconds")
         effective = current if isinstance(current, int) and not isinstance(current, bool) else DEFAULT_GRACE_SECONDS
         if needed <= effective:
-            raised_before = _dict(self.previous).get("terminationGracePeriodSeconds")
+            raised_before = as_dict(self.previous).get("terminationGracePeriodSeconds")
             if raised_before is not None and raised_before == current:
                 self.injected["terminationGracePeriodSeconds"] = current  # still the value Lanes set
             return

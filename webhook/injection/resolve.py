@@ -25,6 +25,7 @@ from webhook.contract.config import ClusterDefaults, LanesConfig
 from webhook.contract.durations import parse_duration
 from webhook.contract.messages import MAX_MESSAGE, clip, invalid_value, quote
 from webhook.contract.values import app_from_name, parse_app, parse_lane, parse_policy, parse_port, parse_switch
+from webhook.injection.objects import as_dict, as_list
 
 Pod = dict[str, Any]
 
@@ -178,23 +179,15 @@ def unknown_annotation(key: str, source: str = "pod", verdict: str = " ignored")
 # --- pod helpers --------------------------------------------------------------------------------------------------
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def containers(pod: Pod) -> list[dict[str, Any]]:
     """The pod's app containers (``spec.containers``), skipping anything that is not an object."""
-    return [c for c in _list(_dict(pod.get("spec")).get("containers")) if isinstance(c, dict)]
+    return [c for c in as_list(as_dict(pod.get("spec")).get("containers")) if isinstance(c, dict)]
 
 
 def named_port(pod: Pod, name: str) -> int | None:
     """The number of the container port called ``name`` in any app container, or None."""
     for container in containers(pod):
-        for port in _list(container.get("ports")):
+        for port in as_list(container.get("ports")):
             if isinstance(port, dict) and port.get("name") == name:
                 number = port.get("containerPort")
                 if isinstance(number, int) and not isinstance(number, bool):
@@ -207,14 +200,14 @@ def default_app_port(pod: Pod) -> int | None:
     first = containers(pod)[:1]
     if not first:
         return None
-    for port in _list(first[0].get("ports")):
+    for port in as_list(first[0].get("ports")):
         if isinstance(port, dict):
             number = port.get("containerPort")
             if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 65535:
                 return number
-    probe = _dict(first[0].get("readinessProbe"))
+    probe = as_dict(first[0].get("readinessProbe"))
     for handler in ("httpGet", "tcpSocket"):
-        number = _dict(probe.get(handler)).get("port")
+        number = as_dict(probe.get(handler)).get("port")
         if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 65535:
             return number
     return None
@@ -222,8 +215,8 @@ def default_app_port(pod: Pod) -> int | None:
 
 def default_app(pod: Pod, owner_name: str | None) -> str:
     """``app.kubernetes.io/name``, then ``app`` label, then the owning workload's name, then the pod's name."""
-    metadata = _dict(pod.get("metadata"))
-    labels = _dict(metadata.get("labels"))
+    metadata = as_dict(pod.get("metadata"))
+    labels = as_dict(metadata.get("labels"))
     for label in (names.LABEL_K8S_NAME, names.LABEL_APP_LEGACY):
         value = labels.get(label)
         if isinstance(value, str) and value:
@@ -241,12 +234,12 @@ def default_app(pod: Pod, owner_name: str | None) -> str:
 
 def _port_user(pod: Pod, port: int) -> str | None:
     """The name of a (non-Lanes) app or init container declaring ``port``; they share the network namespace."""
-    spec = _dict(pod.get("spec"))
+    spec = as_dict(pod.get("spec"))
     for key in ("initContainers", "containers"):
-        for container in _list(spec.get(key)):
+        for container in as_list(spec.get(key)):
             if not isinstance(container, dict) or container.get("name") in names.INJECTED_CONTAINERS:
                 continue
-            for item in _list(container.get("ports")):
+            for item in as_list(container.get("ports")):
                 if isinstance(item, dict) and item.get("containerPort") == port:
                     return str(container.get("name"))
     return None
@@ -257,7 +250,7 @@ def _port_user(pod: Pod, port: int) -> str | None:
 
 def controller_ref(metadata: Mapping[str, Any] | None) -> tuple[str, str] | None:
     """``(kind, name)`` of the controlling owner reference (``controller: true``, else the first one)."""
-    refs = _dict(metadata).get("ownerReferences")
+    refs = as_dict(metadata).get("ownerReferences")
     if not refs or not isinstance(refs, list):
         return None
     chosen = next((r for r in refs if isinstance(r, dict) and r.get("controller") is True), refs[0])
@@ -288,7 +281,7 @@ def _not_cached(kind: str, name: str, what: str = "its annotations") -> str:
 def owner_layers(pod: Pod, namespace: str, owners: OwnerLookup | None) -> Owners:
     """Follow the pod's controller reference through the cache: ReplicaSet -> Deployment, Job -> CronJob,
     StatefulSet, DaemonSet. Unknown owner kinds only give the app name default."""
-    metadata = _dict(pod.get("metadata"))
+    metadata = as_dict(pod.get("metadata"))
     ref = controller_ref(metadata)
     result = Owners()
     if ref is None:
@@ -300,7 +293,7 @@ def owner_layers(pod: Pod, namespace: str, owners: OwnerLookup | None) -> Owners
             return None
         found = owners.workload_metadata(namespace, kind, name)
         if found is not None:
-            result.layers.append(Layer(_source(kind, name), _dict(found.get("annotations"))))
+            result.layers.append(Layer(_source(kind, name), as_dict(found.get("annotations"))))
         return found
 
     result.app_name = name
@@ -313,7 +306,7 @@ def owner_layers(pod: Pod, namespace: str, owners: OwnerLookup | None) -> Owners
                 result.app_name = parent[1]
                 deployment = parent[1] if parent[0] == names.KIND_DEPLOYMENT else None
         else:
-            deployment = deployment_name_from_replicaset(name, _dict(metadata.get("labels")))
+            deployment = deployment_name_from_replicaset(name, as_dict(metadata.get("labels")))
             if deployment is not None:
                 result.app_name = deployment
             elif owners is not None:
@@ -358,7 +351,7 @@ def namespace_layers_from_cache(namespace: str, owners: OwnerLookup | None) -> t
     metadata = owners.namespace_metadata(namespace)
     if metadata is None:
         return [], [_not_cached("namespace", namespace)]
-    return namespace_layers(_dict(metadata.get("annotations")), _dict(metadata.get("labels")), namespace), []
+    return namespace_layers(as_dict(metadata.get("annotations")), as_dict(metadata.get("labels")), namespace), []
 
 
 # --- resolution ----------------------------------------------------------------------------------------------
@@ -405,8 +398,8 @@ def resolve(
 ) -> Resolution:
     """Resolve the configuration of ``pod`` from its annotations, the given workload and namespace layers and
     ``defaults``. Pure: the layers are data; :func:`resolve_pod` gathers them from the watch cache."""
-    metadata = _dict(pod.get("metadata"))
-    layers = [Layer("pod", _dict(metadata.get("annotations"))), *workloads, *namespace]
+    metadata = as_dict(pod.get("metadata"))
+    layers = [Layer("pod", as_dict(metadata.get("annotations"))), *workloads, *namespace]
     found, warnings = _candidates(layers)
     values: dict[str, Any] = dict(defaults.parsed)
     sources: dict[str, str] = {}
