@@ -10,10 +10,11 @@ STAMP := $(VENV)/.installed-stamp
 APT_PACKAGES := shellcheck wrk haproxy
 APT_COMMANDS := shellcheck wrk haproxy
 
-.PHONY: help install system-deps controlplane test demo bench lint clean
+.PHONY: help install system-deps controlplane test test-fast demo bench lint clean
 
 help:
 	@echo "make test          create .venv, install Lanes, build/reuse the control plane, run every test"
+	@echo "make test-fast     the tests that need no control plane and are not marked slow (< 2 min on 2 cores)"
 	@echo "make demo          local control plane + webhook + examples/, prints what Lanes injected"
 	@echo "make bench         benchmarks (docs/performance.md): ~10 min on 2 cores, results in bench/results/"
 	@echo "make lint          ruff and mypy"
@@ -45,6 +46,13 @@ controlplane: $(STAMP)
 
 test: controlplane system-deps
 	$(PY) -m pytest
+
+# Starts no control plane, so it needs none built (the chart tests build helm on first use): the `controlplane`
+# mark is set by tests/conftest.py on every test that gets one through its fixtures, and by hand on the few that
+# start their own. `slow` (wheel installs from PyPI, the benchmark smoke runs) is left out too, to keep this a
+# quick loop; `make test` (and CI) runs everything.
+test-fast: $(STAMP) system-deps
+	$(PY) -m pytest -m "not controlplane and not slow"
 
 demo: controlplane
 	$(PY) -m devtools.demo

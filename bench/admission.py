@@ -345,8 +345,8 @@ def run(quick: bool, work: Path, servers: tuple[str, ...] = tuple(SERVERS)) -> d
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    """Ratios and the targets of the issue: Lanes >= 3x kopf; Lanes within 25 % of the floor; p99 <= 5 ms at half
-    of Lanes' own saturation; the Go ratio reported as it is."""
+    """Ratios and the targets in docs/performance.md: Lanes >= 3x kopf; Lanes within 25 % of the floor; p99 <= 5 ms
+    at half of Lanes' own saturation; the Go ratio reported as it is."""
     def sat(server: str, body: str) -> float | None:
         try:
             return float(results[server]["bodies"][body]["saturation"]["throughput_rps"])

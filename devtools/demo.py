@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,8 +25,14 @@ import yaml
 from devtools.controlplane import BinaryError, ControlPlane, ControlPlaneError
 from devtools.controlplane.binaries import REPO_ROOT
 from devtools.controlplane.waits import wait_for_default_service_account
-from devtools.local_webhook import LocalWebhook, LocalWebhookError, start_local_webhook
-from webhook.admission.registration import mutating_webhook_configuration
+from devtools.local_controller import LocalController, LocalControllerError
+from devtools.local_webhook import (
+    LocalWebhook,
+    LocalWebhookError,
+    local_registration,
+    register,
+    start_local_webhook,
+)
 from webhook.contract import names
 
 NAMESPACE = "shop"
@@ -88,13 +93,9 @@ def _wait_for_pods(api_client: Any, expected: int, timeout: float = 90) -> list[
     return pods
 
 
-def _start_controller(plane: ControlPlane, workdir: Path) -> subprocess.Popen[bytes]:
+def _start_controller(plane: ControlPlane, workdir: Path) -> LocalController:
     """The real controller (readiness gate and repair; certificates are the demo's own)."""
-    log_path = workdir / "lanes-controller.log"
-    command = [
-        sys.executable,
-        "-m",
-        "webhook.controller",
+    args = [
         f"--kubeconfig={plane.kubeconfig}",
         f"--namespace={OWN_NAMESPACE}",
         "--repair=report",
@@ -102,8 +103,7 @@ def _start_controller(plane: ControlPlane, workdir: Path) -> subprocess.Popen[by
         "--renew-deadline=4",
         "--retry-period=1",
     ]
-    with log_path.open("wb") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return LocalController(args, workdir / "lanes-controller.log").start()
 
 
 def _row(pod: dict[str, Any]) -> list[str]:
@@ -162,7 +162,7 @@ def run(keep: bool, examples: Path) -> int:
     _say("starting etcd, kube-apiserver, controller-manager, scheduler and kwok (builds them on first run)")
     plane = ControlPlane(controller_manager=True, scheduler=True, kwok=True, workdir=workdir / "cluster")
     webhook: LocalWebhook | None = None
-    controller: subprocess.Popen[bytes] | None = None
+    controller: LocalController | None = None
     try:
         started = time.monotonic()
         plane.start()
@@ -170,7 +170,6 @@ def run(keep: bool, examples: Path) -> int:
         api_client = config.new_client_from_config(config_file=str(plane.kubeconfig))
         # plain dicts are what the API accepts; the typed client models add nothing here
         core: Any = client.CoreV1Api(api_client)
-        admission: Any = client.AdmissionregistrationV1Api(api_client)
         core.create_node(
             {
                 "metadata": {
@@ -183,13 +182,15 @@ def run(keep: bool, examples: Path) -> int:
         defaults = {"own_namespace": OWN_NAMESPACE, "helper_image": "lanes-helper:dev"}
         webhook = start_local_webhook(plane, workdir / "webhook", defaults)
         _say(f"lanes-webhook serving at {webhook.url} (log: {webhook.log_path})")
-        registration = mutating_webhook_configuration(
-            name="lanes", ca_pem=webhook.ca_pem, own_namespace=OWN_NAMESPACE, url=webhook.url, failure_policy="Fail"
+        # no wait here: the API server loads it while the namespaces and the controller are set up (below)
+        register(
+            api_client,
+            local_registration("lanes", webhook.url, own_namespace=OWN_NAMESPACE, ca_pem=webhook.ca_pem),
+            settle=0,
         )
-        admission.create_mutating_webhook_configuration(registration)
         core.create_namespace({"metadata": {"name": OWN_NAMESPACE}})
         controller = _start_controller(plane, workdir)
-        _say(f"lanes controller running (readiness gate, repair; log: {workdir / 'lanes-controller.log'})")
+        _say(f"lanes controller running (readiness gate, repair; log: {controller.log_path})")
         core.create_namespace({"metadata": {"name": NAMESPACE, "labels": {"lanes": "enabled"}}})
         _say(f"namespace {NAMESPACE} labeled lanes=enabled; waiting for its default ServiceAccount")
         wait_for_default_service_account(api_client, NAMESPACE)
@@ -210,9 +211,8 @@ def run(keep: bool, examples: Path) -> int:
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return 0
     finally:
-        if controller is not None and controller.poll() is None:
-            controller.terminate()
-            controller.wait(15)
+        if controller is not None:
+            controller.stop()
         if webhook is not None:
             webhook.stop()
         plane.stop(remove_workdir=False)
@@ -223,13 +223,13 @@ def run(keep: bool, examples: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lanes demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the cluster running until Ctrl-C")
     parser.add_argument("--examples", type=Path, default=REPO_ROOT / "examples", help="manifests to apply")
     args = parser.parse_args(argv)
     try:
         return run(args.keep, args.examples)
-    except (BinaryError, ControlPlaneError, DemoError, LocalWebhookError) as exc:
+    except (BinaryError, ControlPlaneError, DemoError, LocalControllerError, LocalWebhookError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

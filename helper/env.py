@@ -1,8 +1,11 @@
 """The webhook -> helper contract: environment variable names and the typed, validated reading of their values.
 
-The names are defined here once and mirrored in ``webhook/names.py``. Values are plain strings; durations are plain
-seconds (``"12.5"``), never Go-style durations: the webhook owns that syntax and converts before injecting. A value
-the helper cannot run with raises :class:`ConfigError`, which the CLI turns into exit status 2 with the message.
+The names are defined here once and mirrored in ``webhook/contract/names.py``; which setting each one carries, and its
+default, is declared in ``webhook/contract/settings.py`` (the helper's own defaults, in helper/config.py, are held to
+those by a unit test). Values are plain strings; durations are plain seconds (``"12.5"``), never Go-style
+durations: the webhook owns that syntax and converts before injecting, and :func:`seconds` is the helper's only
+reader of them. A value the helper cannot run with raises :class:`ConfigError`, which the CLI turns into exit status
+2 with the message. Standard library only: the helper never imports the webhook.
 """
 
 from __future__ import annotations

@@ -1,11 +1,16 @@
-"""Shared fixtures: one real control plane per test session, a fresh namespace per test.
+"""Shared fixtures: one real control plane per test session, a fresh namespace per test; test selection.
 
 The control plane is etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok, built from their Go
-modules (see webhook/envtest). When it cannot be had, CI fails; a local developer without Go gets a loud skip.
+modules (see devtools/controlplane). When it cannot be had, CI fails; a local developer without Go gets a loud skip.
+
+Every test that gets a control plane through its fixtures is marked ``controlplane`` here, so ``make test-fast``
+(``-m "not controlplane and not slow"``) can leave out exactly those; tests that start one by other means (a
+subprocess, a benchmark) carry the mark themselves.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
 
@@ -13,7 +18,33 @@ import pytest
 from kubernetes import client, config
 
 from devtools.controlplane import BinaryError, ControlPlane, ControlPlaneError
-from tests.kube import make_namespace
+from tests.namespaces import make_namespace
+
+
+def _provides_control_plane(fixturedef: pytest.FixtureDef[object]) -> bool:
+    """A fixture declared to give a ControlPlane: besides ``control_plane``, a module's private one (started apart
+    so that restarting it leaves the shared one alone) is found by its type, whatever its name."""
+    try:
+        annotation = inspect.signature(fixturedef.func).return_annotation
+    except (TypeError, ValueError):
+        return False
+    return "ControlPlane" in (annotation if isinstance(annotation, str) else repr(annotation))
+
+
+def needs_control_plane(item: pytest.Item) -> bool:
+    """Whether any fixture the test uses, directly or through other fixtures, is or gives a control plane."""
+    names = getattr(item, "fixturenames", ())
+    if "control_plane" in names:
+        return True
+    fixtureinfo = getattr(item, "_fixtureinfo", None)
+    definitions = getattr(fixtureinfo, "name2fixturedefs", {})
+    return any(_provides_control_plane(d) for name in names for d in definitions.get(name, ()))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if needs_control_plane(item):
+            item.add_marker(pytest.mark.controlplane)
 
 
 @pytest.fixture(scope="session")

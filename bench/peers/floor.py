@@ -1,11 +1,10 @@
 """The floor: Lanes' own web stack answering ``allowed`` with no work.
 
 Same FastAPI app type, same plain Starlette route style, same uvicorn configuration and TLS context
-(``webhook.admission.serving.create_server``: TLS 1.2+, ALPN http/1.1, h11, keep-alive), same body reading. The only
-work is
-what every admission webhook must do to be valid: parse the review (orjson) to echo its ``uid``. The difference
-between this and ``lanes-webhook serve`` is the cost of Lanes itself (review checks, resolution, mutation, JSON
-Patch, metrics and the per-request log line).
+(``webhook.admission.serving.create_server``: TLS 1.2+, ALPN http/1.1, h11, keep-alive), same body reading. The
+only work is what every admission webhook must do to be valid: parse the review (orjson) to echo its ``uid``. The
+difference between this and ``lanes-webhook serve`` is the cost of Lanes itself (review checks, resolution,
+mutation, JSON Patch, metrics and the per-request log line).
 
 Run: ``python -m bench.peers.floor --cert FILE --key FILE --port N``.
 """

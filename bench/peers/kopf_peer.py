@@ -1,8 +1,7 @@
 """The Python peer: kopf's admission webhook server doing Lanes' mutation.
 
 A ``@kopf.on.mutate("pods")`` handler calls the same ``webhook.injection.admit.admit_pod`` as ``lanes-webhook serve``
-and
-hands its JSON Patch to kopf the kopf way: as a transformation of the body (``patch.fns``), from which kopf
+and hands its JSON Patch to kopf the kopf way: as a transformation of the body (``patch.fns``), from which kopf
 computes the JSON Patch it answers with. The difference to Lanes is therefore the framework: kopf's
 ``WebhookServer`` (aiohttp, its own TLS context loaded from the same certificate files), its request parsing,
 cause building, handler execution and response building (``kopf._core.engines.admission``).
@@ -34,7 +33,7 @@ from kopf._cogs.structs import ephemera, references
 from kopf._core.engines import admission, indexing
 from kopf._core.reactor import inventory
 
-from webhook.contract.config import ClusterDefaults
+from webhook.contract.defaults import ClusterDefaults
 from webhook.injection.admit import admit_pod
 
 HANDLER_ID = "mutate-pods"

@@ -302,6 +302,16 @@ class ControlPlane:
     def stop_apiserver(self) -> None:
         self.components["kube-apiserver"].stop()
 
+    def controller_manager_host_dirs(self) -> list[str]:
+        """Flags for the directories kube-controller-manager would otherwise create on the host.
+
+        Its FlexVolume prober creates ``--flex-volume-plugin-dir`` (default
+        /usr/libexec/kubernetes/kubelet-plugins/volume/exec/) when it starts, and a local run must write nothing
+        outside its own folder. With ``--secure-port=0`` and no ``--cert-dir`` it writes nothing else.
+        """
+        assert self.workdir is not None
+        return [f"--flex-volume-plugin-dir={self.workdir / 'kube-controller-manager' / 'flexvolume'}"]
+
     def _start_kube_component(self, name: str, extra: list[str]) -> None:
         component = Component(
             name,
@@ -335,7 +345,8 @@ class ControlPlane:
                 self._start_kube_component(
                     "kube-controller-manager",
                     [
-                        "--secure-port=0",
+                        "--secure-port=0",  # also: no serving certificate written anywhere
+                        *self.controller_manager_host_dirs(),
                         f"--service-account-private-key-file={self.path('sa.key')}",
                         f"--root-ca-file={self.ca_file}",
                         f"--cluster-signing-cert-file={self.ca_file}",

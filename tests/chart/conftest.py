@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from devtools.controlplane import BinaryError, ensure_binaries
@@ -9,9 +12,10 @@ from tests.chart.helm import Helm
 
 
 @pytest.fixture(scope="session")
-def helm() -> Helm:
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helm]:
     try:
         bin_dir = ensure_binaries(("helm",))
     except BinaryError as exc:  # never a skip: the chart checks are part of `make test`
         pytest.fail(f"helm unavailable: {exc}", pytrace=False)
-    return Helm(bin_dir / "helm")
+    home: Path = tmp_path_factory.mktemp("helm-home")  # pytest's own temp root: no lanes-helm-* left in /tmp
+    yield Helm(bin_dir / "helm", home=home)

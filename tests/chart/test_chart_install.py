@@ -34,7 +34,7 @@ from kubernetes.client.exceptions import ApiException
 from devtools.controlplane import ControlPlane
 from devtools.controlplane.cluster import free_port
 from tests.chart.helm import CHART, Helm, HelmError
-from tests.kube import make_namespace
+from tests.namespaces import make_namespace
 
 RELEASE = "lanes-it"
 FULLNAME = "lanes-it"  # the release name already contains "lanes"

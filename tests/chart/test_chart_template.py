@@ -18,7 +18,7 @@ from webhook.admission.registration import mutating_webhook_configuration
 from webhook.cli.controller import build_parser as controller_parser
 from webhook.cli.controller import settings_from_args
 from webhook.cli.server import build_parser
-from webhook.contract.config import ClusterDefaults, load_defaults
+from webhook.contract.defaults import ClusterDefaults, load_defaults
 from webhook.controller.settings import ControllerSettings
 
 NS = "lanes-system"
@@ -208,8 +208,7 @@ def test_mutating_webhook_configuration(default: list[dict[str, Any]]) -> None:
 
 def test_mutating_webhook_matches_the_registration_used_without_helm(helm: Helm) -> None:
     """`make demo`, the e2e tests and `lanes doctor` build the registration with webhook.admission.registration; the
-    chart
-    renders the same webhook, so what is tested without Helm is what Helm installs."""
+    chart renders the same webhook, so what is tested without Helm is what Helm installs."""
     ca_pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     for failure_policy, timeout in (("Ignore", 5), ("Fail", 12)):
         rendered = helm.template(

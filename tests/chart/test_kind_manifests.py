@@ -17,8 +17,8 @@ from kubernetes import client, dynamic
 
 from devtools.controlplane.binaries import REPO_ROOT
 from tests.chart.helm import Helm
-from tests.kube import make_namespace
-from webhook.contract.config import ClusterDefaults
+from tests.namespaces import make_namespace
+from webhook.contract.defaults import ClusterDefaults
 from webhook.injection.admit import validate_workload
 
 KIND = REPO_ROOT / "kind"

@@ -1,12 +1,18 @@
 """The webhook image's install step without Docker: build the `lanes` wheel, install it with the `webhook` extra
 into a fresh virtualenv (dependencies from PyPI, binary wheels only, as Dockerfile.webhook does), then run
 `lanes-webhook serve` from there with a test certificate and the defaults the chart renders, and get 200 from
-/healthz over verified TLS."""
+/healthz over verified TLS.
+
+Also what the wheel leaves out: the developer tooling (devtools/: the local control plane, the demo), the tests
+and the benchmarks work from a checkout only, so the product must neither ship nor import them.
+"""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -14,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,18 +32,40 @@ from tests.chart.helm import Helm, one
 from webhook.controller.certs import pki
 
 DOCKERFILE = REPO_ROOT / "Dockerfile.webhook"
+PRODUCT = ("webhook", "helper")
+#: Top-level directories of the checkout that only work from a checkout.
+NOT_SHIPPED = ("devtools", "tests", "bench", "hack")
+
+
+#: What a build from a fresh clone would not see: a previous build's build/ (setuptools never removes a module
+#: deleted since from build/lib, so it would reappear in the wheel), caches, the virtualenv.
+BUILD_LEFTOVERS = shutil.ignore_patterns(
+    ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".*_cache", ".hypothesis"
+)
 
 
 @pytest.fixture(scope="module")
-def installed_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("wheel")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel as Dockerfile.webhook builds it, from the whole checkout (so the package selection of
+    pyproject.toml is what keeps devtools/, tests/ and bench/ out, not the image's COPY lines)."""
+    work = tmp_path_factory.mktemp("build")
+    source = work / "src"
+    shutil.copytree(REPO_ROOT, source, ignore=BUILD_LEFTOVERS, symlinks=True)
     wheels = work / "wheels"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), "."],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        cwd=source, capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, build.stderr
-    (wheel,) = wheels.glob("lanes-*.whl")
+    (built,) = wheels.glob("lanes-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with the wheel and its ``webhook`` dependencies from PyPI (most of a minute: the tests
+    using it are ``slow``)."""
+    work = tmp_path_factory.mktemp("wheel")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     install = subprocess.run(
@@ -48,6 +77,48 @@ def installed_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
+def test_wheel_ships_the_product_and_no_developer_tooling(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        paths = archive.namelist()
+    top = {path.split("/", 1)[0] for path in paths}
+    assert {t for t in top if not t.endswith(".dist-info")} == set(PRODUCT), sorted(top)
+    # every module in the wheel is one of the checkout's (nothing stale, nothing generated)
+    modules = {path for path in paths if path.endswith(".py")}
+    assert modules and all((REPO_ROOT / path).is_file() for path in modules), sorted(
+        path for path in modules if not (REPO_ROOT / path).is_file()
+    )
+    for path in paths:
+        parts = path.split("/")
+        assert not set(parts) & {*NOT_SHIPPED, "envtest"}, path  # the local control plane once lived in webhook/
+        assert not re.fullmatch(r"(test_.*|.*_test|conftest)\.py", parts[-1]), path
+
+
+def _imported_modules(tree: ast.AST) -> Iterator[str]:
+    """Absolute imports, and module names passed as literals to importlib.import_module / __import__."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            function = node.func
+            name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+            if name in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                yield node.args[0].value
+
+
+def test_the_product_imports_nothing_that_is_not_shipped() -> None:
+    offenders = []
+    for package in PRODUCT:
+        for source in sorted((REPO_ROOT / package).rglob("*.py")):
+            tree = ast.parse(source.read_text(), str(source))
+            for module in _imported_modules(tree):
+                if module.split(".", 1)[0] in NOT_SHIPPED:
+                    offenders.append(f"{source.relative_to(REPO_ROOT)} imports {module}")
+    assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.slow
 def test_wheel_carries_both_packages_and_the_entry_points(installed_venv: Path) -> None:
     python = str(installed_venv / "bin" / "python")
     # imported from the installed wheel, not from the source tree
@@ -94,6 +165,7 @@ def served(installed_venv: Path, helm: Helm, tmp_path: Path) -> Iterator[tuple[i
         log.close()
 
 
+@pytest.mark.slow
 def test_installed_server_answers_healthz_over_tls(
     served: tuple[int, bytes, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:

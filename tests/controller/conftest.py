@@ -19,7 +19,7 @@ import pytest
 
 from devtools.controlplane import ControlPlane
 from tests.controller.support import GateNode, grant, restricted_kubeconfig
-from tests.kube import make_namespace
+from tests.namespaces import make_namespace
 from webhook.controller import CertTiming, ControllerSettings, LeaseTiming, RepairSettings
 from webhook.kube.client import Kube, KubeError
 

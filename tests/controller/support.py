@@ -1,5 +1,8 @@
-"""Test support for the controller tests: fake nodes that honour readiness gates, restricted credentials,
-controllers in-process and as processes, the real admission server, waiting helpers.
+"""Test support for the controller tests: fake nodes that honour readiness gates, restricted credentials, the
+controller + admission server + registration of one test, waiting helpers.
+
+Running the controller and the admission server next to the control plane is developer tooling shared with
+``make demo`` (devtools.local_controller, devtools.local_webhook); what is here is how these tests use them.
 
 Fake nodes. kwok's own pod stages do not model readiness gates (``pod/general``, which the session harness runs,
 sets every readiness-gate condition True when the pod is created; ``pod/fast`` reports Ready regardless), so
@@ -14,10 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
-import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -32,19 +31,19 @@ from kubernetes import config as kube_config
 from devtools.controlplane import ControlPlane
 from devtools.controlplane.binaries import ensure_binaries
 from devtools.controlplane.cluster import KWOK_STAGES, Component, free_port
-from webhook.cli.controller import api_client
+from devtools.local_controller import LocalController, running_controller
+from devtools.local_webhook import LocalWebhook, local_registration
 from webhook.contract import names
 from webhook.controller import Controller, ControllerMetrics, ControllerSettings
 from webhook.controller.certs import pki
 from webhook.controller.rbac import cluster_rules, namespace_rules
 from webhook.kube.client import Kube, KubeError
 
-STAGES = KWOK_STAGES  # the harness's gate-honouring stages (webhook/envtest/kwok/stages.yaml)
+STAGES = KWOK_STAGES  # the harness's gate-honouring stages (devtools/controlplane/kwok/stages.yaml)
 KWOK_ANNOTATION = "lanes.test/kwok"
 KWOK_VALUE = "controller"
 NODE_LABEL = "lanes.test/node"
 READY_DELAY_ANNOTATION = "lanes.test/ready-delay"  # read by the kwok stages
-REPO = Path(__file__).resolve().parents[2]
 
 T = TypeVar("T")
 
@@ -118,7 +117,7 @@ def gated_pod(
 
 def status_annotation(register_delay: float) -> str:
     """A ``lanes.io/status`` value as the webhook writes it, via the core's own code."""
-    from webhook.contract.config import LanesConfig
+    from webhook.contract.settings import LanesConfig
     from webhook.injection.mutation import status_of
 
     return status_of(LanesConfig(lane="base", app="app", register_delay=register_delay), {"containers": {}})
@@ -258,23 +257,7 @@ def _binding(role: str, kind: str, subjects: list[dict[str, str]]) -> dict[str, 
     }
 
 
-def client_for(kubeconfig: Path) -> Any:
-    """The ApiClient the controller's own command line would build (pool size, retries)."""
-    return api_client(str(kubeconfig), in_cluster=False)
-
-
 # --- controllers ----------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def running_controller(settings: ControllerSettings, kubeconfig: Path) -> Iterator[Controller]:
-    """A controller in this process (its own ApiClient and metrics registry)."""
-    controller = Controller(settings, client_for(kubeconfig), metrics=ControllerMetrics())
-    controller.start()
-    try:
-        yield controller
-    finally:
-        controller.stop(timeout=10)
 
 
 def metric(controller_metrics: ControllerMetrics, name: str, labels: dict[str, str] | None = None) -> float:
@@ -282,156 +265,20 @@ def metric(controller_metrics: ControllerMetrics, name: str, labels: dict[str, s
     return float(value or 0.0)
 
 
-@dataclass
-class ControllerProcess:
-    """``python -m webhook.controller`` as a separate process (what the chart runs)."""
-
-    args: list[str]
-    log_path: Path
-    metrics_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ControllerProcess:
-        command = [
-            sys.executable,
-            "-m",
-            "webhook.controller",
-            f"--metrics-port={self.metrics_port}",
-            "--metrics-host=127.0.0.1",
-            *self.args,
-        ]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=_env())
-        log.close()
-        wait_for(self._scrape_ok, 30, f"controller process metrics on :{self.metrics_port}")
-        return self
-
-    def _scrape_ok(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"controller exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-        return bool(self.metrics())
-
-    def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            match = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) ([-+0-9.eEinfNa]+)$", line)
-            if match:
-                out[match.group(1)] = float(match.group(2))
-        return out
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+#: ``python -m webhook.controller`` as its own process (what the chart runs).
+ControllerProcess = LocalController
 
 
 # --- the real admission server --------------------------------------------------------------------------------
 
 
 @dataclass
-class AdmissionServer:
-    """``lanes-webhook serve`` reading the certificate files the controller writes."""
+class AdmissionServer(LocalWebhook):
+    """``lanes-webhook serve`` on the certificate files the controller writes: checked every 0.2 s so a rotation
+    shows within these tests' seconds-long lifetimes; no owner cache (the pods here have no owners to resolve).
+    Ready once it listens, even on a certificate made invalid on purpose."""
 
-    cert_dir: Path
-    log_path: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://localhost:{self.port}"
-
-    def start(self) -> AdmissionServer:
-        command = [
-            str(Path(sys.executable).parent / "lanes-webhook"),
-            "serve",
-            f"--cert={self.cert_dir / 'tls.crt'}",
-            f"--key={self.cert_dir / 'tls.key'}",
-            "--host=127.0.0.1",
-            f"--port={self.port}",
-            "--no-owner-cache",
-            "--shutdown-delay=0",
-            "--cert-check-interval=0.2",
-        ]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=_env())
-        log.close()
-        wait_for(self._listening, 30, "lanes-webhook serve listening")
-        return self
-
-    def _listening(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"lanes-webhook exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-        import socket
-
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-            return True
-        return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def webhook_configuration(
-    name: str, url: str, selector: dict[str, str], failure_policy: str = "Fail"
-) -> dict[str, Any]:
-    """A MutatingWebhookConfiguration shaped like the chart's, calling ``url`` (no caBundle: the controller
-    fills it in)."""
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
-            {
-                "name": "pods.lanes.io",
-                "clientConfig": {"url": url + "/mutate"},
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["pods"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "namespaceSelector": {"matchLabels": selector},
-                "objectSelector": {
-                    "matchExpressions": [{"key": names.LABEL_INJECT, "operator": "NotIn", "values": ["false"]}]
-                },
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 5,
-                "failurePolicy": failure_policy,
-            }
-        ],
-    }
+    args: list[str] = field(default_factory=lambda: ["--no-owner-cache", "--cert-check-interval=0.2"])
 
 
 class Stopwatch(threading.Thread):
@@ -501,10 +348,15 @@ def managed_webhook(env: Any, failure_policy: str = "Fail", **overrides: Any) ->
     config_path = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{settings.webhook_config}"
     with contextlib.suppress(KubeError):
         env.kube.delete(config_path)
-    env.kube.create(
-        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
-        webhook_configuration(settings.webhook_config, f"https://127.0.0.1:{server.port}", env.labels, failure_policy),
+    registration = local_registration(
+        settings.webhook_config,
+        server.url,
+        own_namespace=settings.namespace,
+        ca_pem=None,  # published by the controller
+        failure_policy=failure_policy,
+        namespace_labels=env.labels,
     )
+    env.kube.create("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", registration)
     env.created.append(config_path)
     with running_controller(settings, env.kubeconfig) as controller:
         assert controller.wait_for_certificates(30), "no certificate files"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helper.backoff import PLUS_MINUS_20, Backoff
 from tests.controller.support import status_annotation
 from webhook.cli.controller import build_parser, long_duration, settings_from_args
 from webhook.contract import names
@@ -27,9 +28,7 @@ from webhook.controller.settings import (
     RepairSettings,
     SettingsError,
 )
-from webhook.kube.backoff import Backoff
 from webhook.kube.ratelimit import TokenBucket
-from webhook.kube.timers import TimerQueue
 
 
 def test_token_bucket_allows_a_burst_then_the_rate() -> None:
@@ -44,36 +43,12 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
 
 
 def test_backoff_grows_to_its_cap_with_bounded_jitter() -> None:
-    backoff = Backoff(initial=1.0, cap=8.0)
-    delays = [backoff.next() for _ in range(8)]
+    backoff = Backoff(first=1.0, cap=8.0, jitter=PLUS_MINUS_20)
+    delays = [backoff.next_delay() for _ in range(8)]
     assert 0.8 <= delays[0] <= 1.2 and 1.6 <= delays[1] <= 2.4
     assert all(d <= 8.0 * 1.2 for d in delays) and delays[-1] >= 8.0 * 0.8
     backoff.reset()
-    assert backoff.next() <= 1.2
-
-
-def test_timer_queue_fires_in_order_replaces_and_cancels() -> None:
-    fired: list[str] = []
-    done = threading.Event()
-    timers = TimerQueue("t", 1)
-    try:
-        start = time.monotonic()
-        timers.schedule("b", start + 0.2, lambda: fired.append("b"))
-        timers.schedule("a", start + 0.1, lambda: fired.append("a"))
-        timers.schedule("c", start + 0.05, lambda: fired.append("c-old"))
-
-        def last() -> None:
-            fired.append("c")
-            done.set()
-
-        timers.schedule("c", start + 0.3, last)
-        timers.schedule("d", start + 0.1, lambda: fired.append("d"))
-        timers.cancel("d")
-        assert done.wait(5)
-        assert fired == ["a", "b", "c"]
-        assert len(timers) == 0
-    finally:
-        timers.stop()
+    assert backoff.next_delay() <= 1.2
 
 
 def test_certificates_last_their_lifetime_from_issuance_and_rotate_at_two_thirds() -> None:

@@ -72,6 +72,7 @@ def test_deployment_creates_replicaset_and_pods(k8s: client.ApiClient, namespace
     assert {p.metadata.owner_references[0].name for p in pods} == {replicasets[0].metadata.name}
 
 
+@pytest.mark.controlplane  # starts a second one of its own (the fixture only makes sure the binaries exist)
 def test_component_failing_at_startup_is_named_with_its_log(control_plane: ControlPlane) -> None:
     broken = ControlPlane(
         controller_manager=False, scheduler=False, apiserver_args=["--no-such-flag=1"], startup_timeout=30

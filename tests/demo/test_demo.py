@@ -6,10 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from devtools.controlplane.binaries import REPO_ROOT
 from webhook.contract.durations import parse_duration
+
+# `make demo` starts a control plane of its own, in a subprocess: no fixture tells the collection hook.
+pytestmark = pytest.mark.controlplane
 
 
 def _expected_pods() -> dict[str, tuple[str, str, int, float]]:

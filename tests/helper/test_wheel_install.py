@@ -89,7 +89,7 @@ def test_only_the_wheel_is_installed_and_the_webhook_is_never_imported(installed
     distributions, imported = result.stdout.splitlines()[-2:]
     assert distributions == "['lanes']"
     assert imported == "[]"
-    webhook = _run([str(installed / "python"), "-c", "import webhook.contract.config"], env=_env(), cwd="/")
+    webhook = _run([str(installed / "python"), "-c", "import webhook.contract.defaults"], env=_env(), cwd="/")
     assert webhook.returncode != 0 and "ModuleNotFoundError" in webhook.stderr  # its dependencies are absent
 
 

@@ -8,18 +8,16 @@ points at it with ``clientConfig.url``.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from devtools import local_webhook
 from devtools.controlplane import ControlPlane
-from devtools.local_webhook import LocalWebhook, start_local_webhook
-from webhook.admission.registration import mutating_webhook_configuration
+from devtools.local_webhook import LocalWebhook, local_registration, start_local_webhook
 
 OWN_NAMESPACE = "lanes-system"
 HELPER_IMAGE = "registry.example/lanes-helper:test"
@@ -39,38 +37,21 @@ def stop_server(server: WebhookServer) -> None:
 
 
 def webhook_configuration(
-    url: str, ca_pem: bytes, *, name: str = CONFIG_NAME, failure_policy: str = "Fail", timeout: int = 5
+    url: str, ca_pem: bytes | None, *, name: str = CONFIG_NAME, failure_policy: str = "Fail", timeout: int = 5
 ) -> dict[str, Any]:
     """The product's own registration (webhook.admission.registration), pointed at the local server's URL."""
-    return mutating_webhook_configuration(
-        name=name,
-        ca_pem=ca_pem,
-        own_namespace=OWN_NAMESPACE,
-        url=url,
-        failure_policy=failure_policy,
-        timeout_seconds=timeout,
+    return local_registration(
+        name, url, own_namespace=OWN_NAMESPACE, ca_pem=ca_pem, failure_policy=failure_policy, timeout_seconds=timeout
     )
 
 
 def register(k8s: client.ApiClient, body: dict[str, Any]) -> None:
-    api = client.AdmissionregistrationV1Api(k8s)
-    try:
-        api.delete_mutating_webhook_configuration(body["metadata"]["name"])
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-    api.create_mutating_webhook_configuration(body)
-    # the API server picks up webhook configurations through an informer: wait until it calls us
-    time.sleep(1.5)
+    """Replace the registration and wait until the API server calls it (it loads them through an informer)."""
+    local_webhook.register(k8s, body)
 
 
 def unregister(k8s: client.ApiClient, name: str = CONFIG_NAME) -> None:
-    try:
-        client.AdmissionregistrationV1Api(k8s).delete_mutating_webhook_configuration(name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-    time.sleep(1.5)
+    local_webhook.unregister(k8s, name)
 
 
 @pytest.fixture(scope="module")

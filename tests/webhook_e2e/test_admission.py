@@ -11,7 +11,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from devtools.controlplane.cluster import free_port
-from tests.kube import make_namespace, wait_for_default_service_account
+from tests.namespaces import make_namespace, wait_for_default_service_account
 from tests.webhook_e2e.conftest import (
     OWN_NAMESPACE,
     WebhookServer,

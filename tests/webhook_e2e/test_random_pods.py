@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from kubernetes import client
 
 from tests.webhook_e2e.conftest import HELPER_IMAGE, OWN_NAMESPACE, WebhookServer
-from webhook.contract.config import ClusterDefaults
+from webhook.contract.defaults import ClusterDefaults
 from webhook.injection.admit import admit_pod
 
 _LOWER = string.ascii_lowercase

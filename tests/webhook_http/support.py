@@ -3,8 +3,7 @@
 Two ways to run the server:
 
 * :class:`ThreadServer`: the production server object (``webhook.admission.serving.create_server``) in a background
-thread
-  of the test process, on an OS-assigned loopback port. Fast, and lets a test reach into the app (metrics,
+  thread of the test process, on an OS-assigned loopback port. Fast, and lets a test reach into the app (metrics,
   lifecycle, the certificate reloader) or inject a fault into the core with ``monkeypatch``.
 * :class:`CliServer`: a ``lanes-webhook serve`` subprocess, exactly what the Deployment runs; used where the
   process itself is the subject (signals, exit status, certificate rotation without a restart).
@@ -37,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from webhook.admission.app import Lifecycle, create_app
 from webhook.admission.metrics import Metrics
 from webhook.admission.serving import LanesServer, create_server
-from webhook.contract.config import ClusterDefaults
+from webhook.contract.defaults import ClusterDefaults
 from webhook.injection.admit import OwnerLookup
 
 HOST = "127.0.0.1"

@@ -93,7 +93,7 @@ def test_body_exactly_at_the_limit_is_parsed(webhook: ThreadServer) -> None:
 def test_huge_declared_length_is_refused_without_reading_it(webhook: ThreadServer) -> None:
     """A client claiming 1 GiB gets its 413 at once; nothing is buffered, and the connection is closed."""
     raw = socket.create_connection((HOST, webhook.port))
-    with client_context(webhook.controller.certs.pki).wrap_socket(raw, server_hostname="localhost") as tls:
+    with client_context(webhook.pki).wrap_socket(raw, server_hostname="localhost") as tls:
         tls.sendall(
             b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1073741824\r\n\r\n" + b"{" * 1000
@@ -118,7 +118,7 @@ def test_unknown_path_is_404(webhook: ThreadServer) -> None:
 
 def test_garbage_http_is_rejected_and_server_keeps_serving(webhook: ThreadServer) -> None:
     raw = socket.create_connection((HOST, webhook.port))
-    with client_context(webhook.controller.certs.pki).wrap_socket(raw, server_hostname="localhost") as tls:
+    with client_context(webhook.pki).wrap_socket(raw, server_hostname="localhost") as tls:
         tls.sendall(b"\x16\x03\x01 NOT HTTP AT ALL\r\n\r\n")
         reply = tls.recv(65536)
     assert reply.startswith(b"HTTP/1.1 400 ")
@@ -139,15 +139,15 @@ def test_plain_http_on_the_tls_port_fails_cleanly(webhook: ThreadServer) -> None
 
 def test_bad_requests_are_counted_as_such(webhook: ThreadServer) -> None:
     """Every case again on one keep-alive connection; each lands in the bad_request counter, none elsewhere."""
-    counter = webhook.admission.metrics.requests
+    counter = webhook.metrics.requests
     before = {p: counter.labels(p, "bad_request")._value.get() for p in ("/mutate", "/validate")}
-    errors_before = webhook.admission.metrics.errors.labels("/mutate")._value.get()
+    errors_before = webhook.metrics.errors.labels("/mutate")._value.get()
     for _case, body, _message in CASES:
         for path in ("/mutate", "/validate"):
             assert webhook.client.post(path, content=body).status_code == 400
     for path in ("/mutate", "/validate"):
         assert counter.labels(path, "bad_request")._value.get() == before[path] + len(CASES)
-    assert webhook.admission.metrics.errors.labels("/mutate")._value.get() == errors_before
+    assert webhook.metrics.errors.labels("/mutate")._value.get() == errors_before
 
 
 def test_tls_client_without_the_ca_is_refused(webhook: ThreadServer) -> None:

@@ -228,7 +228,7 @@ def test_core_failure_admits_unchanged_with_warning_log_and_metric(
         raise KeyError("spec")
 
     monkeypatch.setattr(core, "admit_pod", broken)
-    errors = webhook.admission.metrics.errors.labels("/mutate")
+    errors = webhook.metrics.errors.labels("/mutate")
     before = errors._value.get()
     with caplog.at_level("ERROR", logger="lanes.admission"):
         result = answer(post(webhook, review(pod(), uid="u-bug")), "u-bug")

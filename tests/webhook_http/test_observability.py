@@ -53,7 +53,7 @@ def test_metrics_count_requests_by_path_and_outcome(webhook: ThreadServer) -> No
 
 
 def test_skipped_pods_are_counted_by_reason(webhook: ThreadServer) -> None:
-    metrics = webhook.admission.metrics
+    metrics = webhook.metrics
     before = metrics.skips.labels("opted-out")._value.get()
     opted_out = pod(labels={"app": "web", "lanes.io/inject": "false"})
     response = webhook.client.post("/mutate", content=orjson.dumps(review(opted_out, uid="u-skip")))

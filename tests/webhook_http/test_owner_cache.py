@@ -15,7 +15,8 @@ from kubernetes import client, config
 from devtools.controlplane import ControlPlane
 from tests.webhook_http.bodies import pod, review
 from tests.webhook_http.support import Pki, SecretVolume, start_thread_server
-from webhook.admission.owners import NAMESPACES, WatchCache, _Gone, _lines, _Reflector, namespace_entry, workload_entry
+from webhook.admission.owners import WatchCache, namespace_entry, workload_entry
+from webhook.kube.client import Gone, split_lines
 
 
 def eventually(probe: Callable[[], Any], what: str, timeout: float = 30) -> Any:
@@ -181,7 +182,7 @@ def private_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 
 def test_expired_resource_version_is_gone(private_plane: ControlPlane) -> None:
-    """A watch from a compacted resourceVersion gets 410 from the real server; the reflector raises _Gone,
+    """A watch from a compacted resourceVersion gets 410 from the real server; the reflector raises Gone,
     which its loop answers with a relist."""
     admin = config.new_client_from_config(config_file=str(private_plane.kubeconfig))
     core = client.CoreV1Api(admin)
@@ -189,12 +190,12 @@ def test_expired_resource_version_is_gone(private_plane: ControlPlane) -> None:
     for index in range(3):
         core.create_namespace({"metadata": {"name": f"churn-{index}"}})
     cache = WatchCache(admin, watch_timeout=1)  # not started: one reflector is driven by hand
-    reflector = _Reflector(cache, NAMESPACES)
+    reflector = cache._namespaces
 
     def watch_from_one_is_gone() -> bool:
         try:
             reflector.watch("1")  # before compaction this replays history and ends after timeoutSeconds
-        except _Gone:
+        except Gone:
             return True
         return False
 
@@ -245,7 +246,7 @@ class _Chunks:
 
 def test_watch_stream_is_split_into_events_across_chunk_boundaries() -> None:
     stream = _Chunks(b'{"a":1}\n{"b"', b':2}\n\n{"c":3}', b"\n", b'{"d":4}')
-    assert list(_lines(stream)) == [b'{"a":1}', b'{"b":2}', b'{"c":3}', b'{"d":4}']
+    assert list(split_lines(stream.stream())) == [b'{"a":1}', b'{"b":2}', b'{"c":3}', b'{"d":4}']
 
 
 def test_entries_keep_only_what_resolution_needs() -> None:

@@ -17,7 +17,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from webhook.contract.config import ClusterDefaults
+from webhook.contract.defaults import ClusterDefaults
 from webhook.injection.admit import admit_pod
 
 

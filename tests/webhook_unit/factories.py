@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from webhook.contract.config import ClusterDefaults, LanesConfig
+from webhook.contract.defaults import ClusterDefaults
+from webhook.contract.settings import LanesConfig
 
 
 class FakeOwners:

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook.contract.durations import MAX_SECONDS, DurationError, format_duration, format_seconds, parse_duration
+import helper.env
+from webhook.contract.durations import (
+    MAX_SECONDS,
+    DurationError,
+    format_duration,
+    format_seconds,
+    parse_duration,
+    parse_long_duration,
+)
 
 
 @pytest.mark.parametrize(
@@ -93,3 +101,46 @@ def test_format_seconds_round_trips_through_parse(seconds: float) -> None:
 def test_format_duration_round_trips_whole_seconds(hours: int, minutes: int, seconds: int) -> None:
     total = hours * 3600 + minutes * 60 + seconds
     assert parse_duration(format_duration(float(total))) == total
+
+
+def test_the_bound_is_the_helpers() -> None:
+    assert MAX_SECONDS == helper.env.MAX_SECONDS == 86_400
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        # what the controller's own parser took before it used this module
+        ("87600h", 87600 * 3600),
+        ("90d", 90 * 86400),
+        ("1.5d", 1.5 * 86400),
+        ("1h30m", 5400),
+        ("45", 45),
+        (" 45 ", 45),
+        ("1.", 1),
+        ("500ms", 0.5),
+        ("0", 0),
+        # and the rest of the annotation syntax
+        ("2d12h", 2.5 * 86400),
+        (".5d", 43200),
+        ("250us", 0.00025),
+        ("+30s", 30),
+    ],
+)
+def test_long_durations_take_days_and_have_no_day_bound(text: str, seconds: float) -> None:
+    assert parse_long_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("x", "not a duration"), ("", "empty"), ("-5s", "must not be negative"), ("1h30", "not a duration")],
+)
+def test_long_duration_errors_quote_the_value_and_show_lifetimes(text: str, reason: str) -> None:
+    with pytest.raises(DurationError) as info:
+        parse_long_duration(text)
+    assert str(info.value) == f"'{text}': {reason}; e.g. 90d, 2160h, 30m or 45s"
+
+
+def test_annotations_take_no_days() -> None:
+    with pytest.raises(DurationError, match="not a duration"):
+        parse_duration("1d")

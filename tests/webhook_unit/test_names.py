@@ -1,4 +1,4 @@
-"""The contract in code: names match DESIGN.md's and the helper's."""
+"""The contract in code: names match docs/reference.md's and the helper's."""
 
 from __future__ import annotations
 

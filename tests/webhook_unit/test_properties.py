@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.webhook_unit.factories import FakeOwners
 from webhook.contract import names
-from webhook.contract.config import ClusterDefaults
+from webhook.contract.defaults import ClusterDefaults
 from webhook.contract.messages import MAX_WARNING
 from webhook.injection.admit import admit_pod
 from webhook.injection.mutation import mutate

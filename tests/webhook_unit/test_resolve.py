@@ -8,7 +8,7 @@ import pytest
 
 from tests.webhook_unit.factories import FakeOwners, container, pod
 from webhook.contract import names
-from webhook.contract.config import ClusterDefaults, defaults_from_mapping
+from webhook.contract.defaults import ClusterDefaults, defaults_from_mapping
 from webhook.contract.messages import MAX_MESSAGE
 from webhook.injection.resolve import SETTINGS, Layer, namespace_layers, resolve, resolve_pod
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.webhook_unit.factories import FakeOwners, container, frozen, pod
 from webhook.contract import names
-from webhook.contract.config import ClusterDefaults
+from webhook.contract.defaults import ClusterDefaults
 from webhook.contract.messages import MAX_WARNING
 from webhook.injection.admit import PodAdmission, admit_pod, validate_workload
 from webhook.injection.mutation import mutate

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from webhook.contract.config import (
+from webhook.contract.defaults import (
     ClusterDefaults,
     DefaultsError,
-    LanesConfig,
     defaults_from_mapping,
     load_defaults,
     override_defaults,
 )
+from webhook.contract.settings import LanesConfig
 
 
 def test_no_path_means_built_in_defaults() -> None:

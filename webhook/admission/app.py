@@ -37,7 +37,7 @@ from webhook.admission.codec import (
     parse_review,
 )
 from webhook.admission.metrics import CONTENT_TYPE, Metrics
-from webhook.contract.config import ClusterDefaults
+from webhook.contract.defaults import ClusterDefaults
 from webhook.injection import admit as review
 from webhook.injection.admit import OwnerLookup
 

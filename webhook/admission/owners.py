@@ -2,8 +2,8 @@
 
 Settings resolution needs the pod's owning workload (Pod -> ReplicaSet -> Deployment, Pod -> Job -> CronJob,
 StatefulSet, DaemonSet) and its namespace, but an admission call must never wait on the API server. So a
-reflector per resource lists and then watches it cluster-wide in a background thread, and lookups are plain
-dict reads.
+reflector per resource (``webhook.kube.reflector``) lists and then watches it cluster-wide in a background
+thread, and lookups are plain dict reads.
 
 Memory and CPU: requests ask for metadata only (``Accept: application/json;as=PartialObjectMetadataList;
 g=meta.k8s.io;v=v1``), so the API server sends no ReplicaSet pod templates and no status. Of that, a
@@ -21,27 +21,27 @@ minutes, like client-go) and reopened at once.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
-import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from kubernetes.client import ApiClient
 
+from helper.backoff import PLUS_MINUS_20, Backoff
 from webhook.admission.metrics import CacheStats
+from webhook.kube.client import JSON, Kube
+from webhook.kube.reflector import Reflector
 
 log = logging.getLogger("lanes.owners")
 
 ANNOTATION_PREFIX = "lanes.io/"
-LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-WATCH_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+#: (connect, read) seconds for a list page: a page of 500 ReplicaSets' metadata from a busy API server.
+LIST_TIMEOUT = (10.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,6 @@ WORKLOADS = (
     WatchedResource("Job", "/apis/batch/v1/jobs"),
     WatchedResource("CronJob", "/apis/batch/v1/cronjobs"),
 )
-
-
-class _Gone(Exception):
-    """The resourceVersion we hold is too old (HTTP 410): only a relist helps."""
-
-
-class _ApiError(Exception):
-    pass
 
 
 def _lanes_annotations(metadata: dict[str, Any]) -> dict[str, str]:
@@ -97,187 +89,19 @@ def workload_entry(metadata: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _Reflector:
-    """List + watch of one resource, keeping ``store`` (a dict replaced whole on every relist)."""
-
-    def __init__(self, cache: WatchCache, resource: WatchedResource) -> None:
-        self.cache = cache
-        self.resource = resource
-        self.namespaced = resource is not NAMESPACES
-        self.store: dict[Any, dict[str, Any]] = {}
-        self.synced = threading.Event()
-        self.relists = 0
-        self.watch_errors = 0
-        self._response: Any = None
-        self.thread = threading.Thread(target=self.run, name=f"lanes-watch-{resource.kind}", daemon=True)
-
-    # keys and entries ----------
-
-    def _key_entry(self, obj: Any) -> tuple[Any, dict[str, Any]] | None:
-        metadata = obj.get("metadata") if isinstance(obj, dict) else None
-        if not isinstance(metadata, dict) or not metadata.get("name"):
-            return None
-        if self.namespaced:
-            return (metadata.get("namespace", ""), metadata["name"]), workload_entry(metadata)
-        return metadata["name"], namespace_entry(metadata)
-
-    # HTTP ----------
-
-    def _get(self, query: list[tuple[str, str]], accept: str, read_timeout: float) -> Any:
-        api: ApiClient = self.cache.api_client
-        method, url, headers, _, _ = api.param_serialize(
-            "GET",
-            self.resource.path,
-            query_params=query,
-            header_params={"Accept": accept},
-            auth_settings=["BearerToken"],
-        )
-        response = api.call_api(method, url, header_params=headers, _request_timeout=(10, read_timeout)).response
-        if response.status == 410:
-            response.release_conn()
-            raise _Gone()
-        if response.status != 200:
-            body = response.data[:300].decode("utf-8", "replace")
-            response.release_conn()
-            raise _ApiError(f"GET {self.resource.path}: HTTP {response.status}: {body}")
-        return response
-
-    # list ----------
-
-    def list(self) -> str:
-        """Replace the store with a fresh consistent list; returns the list's resourceVersion."""
-        store: dict[Any, dict[str, Any]] = {}
-        token = ""
-        resource_version = ""
-        while True:
-            query = [("limit", str(self.cache.page_size))]
-            if token:
-                query.append(("continue", token))
-            response = self._get(query, LIST_ACCEPT, 60)
-            page = orjson.loads(response.data)
-            response.release_conn()
-            for item in page.get("items") or ():
-                key_entry = self._key_entry(item)
-                if key_entry is not None:
-                    store[key_entry[0]] = key_entry[1]
-            meta = page.get("metadata") or {}
-            resource_version = meta.get("resourceVersion", "")
-            token = meta.get("continue") or ""
-            if not token:
-                break
-        self.store = store
-        self.relists += 1
-        self.synced.set()
-        log.debug(
-            "listed",
-            extra={"kind": self.resource.kind, "objects": len(store), "resource_version": resource_version},
-        )
-        return resource_version
-
-    # watch ----------
-
-    def watch(self, resource_version: str) -> str:
-        """Apply watch events until the server ends the watch; returns the last seen resourceVersion."""
-        timeout = int(self.cache.watch_timeout * (1 + random.random()))
-        query = [
-            ("watch", "true"),
-            ("allowWatchBookmarks", "true"),
-            ("resourceVersion", resource_version),
-            ("timeoutSeconds", str(timeout)),
-        ]
-        response = self._get(query, WATCH_ACCEPT, timeout + 30)
-        self._response = response
-        try:
-            for line in _lines(response):
-                if self.cache.stopping.is_set():
-                    break
-                resource_version = self._apply(orjson.loads(line), resource_version)
-                self.cache._backoff_reset(self)
-        finally:
-            self._response = None
-            try:  # a watch connection is not reused (one new connection per 5-10 minutes is nothing)
-                response.close()
-                response.release_conn()
-            except Exception:
-                pass
-        return resource_version
-
-    def _apply(self, event: dict[str, Any], resource_version: str) -> str:
-        kind = event.get("type")
-        obj = event.get("object")
-        if kind == "ERROR":
-            code = obj.get("code") if isinstance(obj, dict) else None
-            if code == 410:
-                raise _Gone()
-            message = obj.get("message") if isinstance(obj, dict) else obj
-            raise _ApiError(f"watch {self.resource.path}: error event {code}: {message}")
-        metadata = obj.get("metadata") if isinstance(obj, dict) else None
-        if isinstance(metadata, dict) and metadata.get("resourceVersion"):
-            resource_version = metadata["resourceVersion"]
-        if kind in ("ADDED", "MODIFIED"):
-            key_entry = self._key_entry(obj)
-            if key_entry is not None:
-                self.store[key_entry[0]] = key_entry[1]
-        elif kind == "DELETED":
-            key_entry = self._key_entry(obj)
-            if key_entry is not None:
-                self.store.pop(key_entry[0], None)
-        return resource_version
-
-    def interrupt(self) -> None:
-        """Unblock a watch read so the thread notices ``stopping`` (shutting the socket down, as client-go's
-        Watch.stop does: closing it would wait for the SSL lock the blocked read holds)."""
-        response = self._response
-        sock = getattr(getattr(response, "connection", None), "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    # loop ----------
-
-    def run(self) -> None:
-        resource_version = ""
-        need_list = True
-        stopping = self.cache.stopping
-        while not stopping.is_set():
-            try:
-                if need_list:
-                    resource_version = self.list()
-                    need_list = False
-                    self.cache._backoff_reset(self)
-                resource_version = self.watch(resource_version)
-            except _Gone:
-                log.info("resourceVersion expired; relisting", extra={"kind": self.resource.kind})
-                need_list = True
-            except Exception as exc:
-                if stopping.is_set():
-                    break
-                self.watch_errors += 1
-                delay = self.cache._backoff_next(self)
-                log.warning(
-                    "list/watch failed; retrying in %.1fs: %s",
-                    delay,
-                    exc,
-                    extra={"kind": self.resource.kind, "error": type(exc).__name__},
-                )
-                stopping.wait(delay)
+def _metadata(obj: JSON) -> dict[str, Any] | None:
+    metadata = obj.get("metadata")
+    return metadata if isinstance(metadata, dict) and metadata.get("name") else None
 
 
-def _lines(response: Any) -> Iterator[bytes]:
-    """Newline-delimited JSON events from a streaming urllib3 response (linear in the stream's size, also
-    when one chunk holds thousands of events, as after a reconnect)."""
-    buffer = bytearray()
-    for chunk in response.stream(amt=None, decode_content=False):
-        buffer += chunk
-        start = 0
-        while (newline := buffer.find(b"\n", start)) >= 0:
-            line = bytes(buffer[start:newline])
-            start = newline + 1
-            if line.strip():
-                yield line
-        del buffer[:start]
-    if buffer.strip():
-        yield bytes(buffer)
+def _namespace_key(obj: JSON) -> Hashable | None:
+    metadata = _metadata(obj)
+    return None if metadata is None else metadata["name"]
+
+
+def _workload_key(obj: JSON) -> Hashable | None:
+    metadata = _metadata(obj)
+    return None if metadata is None else (metadata.get("namespace", ""), metadata["name"])
 
 
 class WatchCache:
@@ -297,39 +121,57 @@ class WatchCache:
         backoff_max: float = 30.0,
     ) -> None:
         self.api_client = api_client
+        self.kube = Kube(api_client)
         self.watch_timeout = watch_timeout
         self.page_size = page_size
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.stopping = threading.Event()
-        self._namespaces = _Reflector(self, NAMESPACES)
-        self._workloads = {r.kind: _Reflector(self, r) for r in WORKLOADS}
+        self._namespaces = self._reflector(NAMESPACES)
+        self._workloads = {r.kind: self._reflector(r) for r in WORKLOADS}
         self._reflectors = [self._namespaces, *self._workloads.values()]
-        self._backoff: dict[str, float] = {}
+
+    def _reflector(self, resource: WatchedResource) -> Reflector:
+        """A metadata-only reflector of one resource, storing just its resolution entries."""
+        namespaced = resource is not NAMESPACES
+        entry = workload_entry if namespaced else namespace_entry
+        return Reflector(
+            self.kube,
+            resource.path,
+            name=resource.kind,
+            metadata_only=True,
+            key=_workload_key if namespaced else _namespace_key,
+            transform=lambda obj: entry(obj["metadata"]),
+            watch_timeout=self.watch_timeout,
+            page_size=self.page_size,
+            backoff=Backoff(first=self.backoff_initial, cap=self.backoff_max, jitter=PLUS_MINUS_20),
+            request_timeout=LIST_TIMEOUT,
+            logger=log,
+        )
 
     # OwnerLookup ----------
 
     def namespace_metadata(self, name: str) -> dict[str, Any] | None:
-        return self._namespaces.store.get(name)
+        return self._namespaces.get(name)
 
     def workload_metadata(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
         reflector = self._workloads.get(kind)
         if reflector is None:
             return None
-        return reflector.store.get((namespace, name))
+        return reflector.get((namespace, name))
 
     # lifecycle ----------
 
     def start(self) -> None:
         for reflector in self._reflectors:
-            reflector.thread.start()
+            reflector.start(self.stopping)
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stopping.set()
         for reflector in self._reflectors:
-            reflector.interrupt()
+            reflector.close()
         for reflector in self._reflectors:
-            if reflector.thread.is_alive():
+            if reflector.thread is not None and reflector.thread.is_alive():
                 reflector.thread.join(timeout)
 
     def is_synced(self) -> bool:
@@ -346,18 +188,5 @@ class WatchCache:
 
     def stats(self) -> dict[str, CacheStats]:
         return {
-            r.resource.kind: CacheStats(objects=len(r.store), relists=r.relists, watch_errors=r.watch_errors)
-            for r in self._reflectors
+            r.name: CacheStats(objects=len(r), relists=r.relists, watch_errors=r.watch_errors) for r in self._reflectors
         }
-
-    # backoff ----------
-
-    def _backoff_next(self, reflector: _Reflector) -> float:
-        kind = reflector.resource.kind
-        current = self._backoff.get(kind, self.backoff_initial / 2) * 2
-        current = min(current, self.backoff_max)
-        self._backoff[kind] = current
-        return current * random.uniform(0.8, 1.2)
-
-    def _backoff_reset(self, reflector: _Reflector) -> None:
-        self._backoff.pop(reflector.resource.kind, None)

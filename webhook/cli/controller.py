@@ -1,6 +1,6 @@
 """``python -m webhook.controller``: the controller as its own process.
 
-Accepts both the short flags of the issue (``--webhook-config``, ``--lease-name``) and the ones the Helm chart
+Accepts both the short flags (``--webhook-config``, ``--lease-name``) and the ones the Helm chart
 passes (``--mutating-webhook``, ``--lease``, ``--manage-certs``, ``--ca-validity 87600h``, ...). Startup problems
 are one line on stderr and exit status 2; SIGTERM/SIGINT stop the loops and release the Lease (exit 0).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from webhook.contract.durations import DurationError, parse_long_duration
 from webhook.controller.metrics import ControllerMetrics
 from webhook.controller.run import run_controller
 from webhook.controller.settings import (
@@ -34,27 +34,17 @@ log = logging.getLogger("lanes.controller")
 
 EXIT_USAGE = 2
 
-_LONG = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
 
 def long_duration(text: str) -> float:
     """Seconds in a certificate lifetime such as ``87600h``, ``90d``, ``1h30m`` or bare seconds.
 
-    ``webhook.contract.durations`` deliberately rejects anything over a day (annotations); lifetimes are years.
+    The syntax of annotations (``webhook.contract.durations``) plus days, without their one-day bound: lifetimes
+    are years.
     """
-    body = text.strip()
-    if re.fullmatch(r"\d+(\.\d*)?", body):
-        return float(body)
-    total, position = 0.0, 0
-    for match in _LONG.finditer(body):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNIT[match.group(2)]
-        position = match.end()
-    if position != len(body) or not body:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; e.g. 90d, 2160h, 30m or 45s")
-    return total
+    try:
+        return parse_long_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,11 +190,10 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         raise SettingsError("--namespace is required (or set POD_NAMESPACE)")
     default_delay = 0.0
     if args.defaults:
-        from webhook.contract.config import load_defaults
-        from webhook.contract.durations import parse_duration
+        from webhook.contract.defaults import load_defaults
 
         try:
-            default_delay = parse_duration(load_defaults(args.defaults).register_delay)
+            default_delay = load_defaults(args.defaults).parsed["register_delay"]
         except Exception as exc:
             raise SettingsError(str(exc).splitlines()[0]) from None
     manage = not args.cert_manager and (args.manage_certs or args.cert_dir is not None)

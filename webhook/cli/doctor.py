@@ -32,7 +32,7 @@ from cryptography import x509
 from webhook.contract import names
 from webhook.controller import pods as podfacts
 from webhook.controller.certs import x509util
-from webhook.kube.client import JSON, Kube, KubeError, quote
+from webhook.kube.client import JSON, Kube, KubeError, path_segment
 
 MIN_SIDECAR_MINOR = 29
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
@@ -174,7 +174,7 @@ class Doctor:
         config = None
         try:
             config = self.kube.get(
-                f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{quote(self.webhook_config)}",
+                f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{path_segment(self.webhook_config)}",
                 timeout=self.request_timeout,
             )
         except KubeError as exc:
@@ -248,7 +248,7 @@ class Doctor:
     def _serving_certificate(self, bundle: list[x509.Certificate], client: JSON) -> Iterator[Finding]:
         try:
             secret = self.kube.get(
-                f"/api/v1/namespaces/{quote(self.namespace)}/secrets/{quote(self.secret)}",
+                f"/api/v1/namespaces/{path_segment(self.namespace)}/secrets/{path_segment(self.secret)}",
                 timeout=self.request_timeout,
             )
         except KubeError as exc:
@@ -301,7 +301,8 @@ class Doctor:
         service = client.get("service") or {}
         name, namespace = service.get("name"), service.get("namespace")
         port = service.get("port") or 443
-        path = f"/api/v1/namespaces/{quote(str(namespace))}/services/https:{quote(str(name))}:{port}/proxy/healthz"
+        service_path = f"/api/v1/namespaces/{path_segment(str(namespace))}/services/https:{path_segment(str(name))}"
+        path = f"{service_path}:{port}/proxy/healthz"
         try:
             self.kube.get(path, timeout=self.request_timeout)
         except KubeError as exc:
@@ -346,7 +347,7 @@ class Doctor:
     def _leader(self) -> Iterator[Finding]:
         try:
             lease = self.kube.get(
-                f"/apis/coordination.k8s.io/v1/namespaces/{quote(self.namespace)}/leases/{quote(self.lease)}",
+                f"/apis/coordination.k8s.io/v1/namespaces/{path_segment(self.namespace)}/leases/{path_segment(self.lease)}",
                 timeout=self.request_timeout,
             )
         except KubeError as exc:
@@ -399,7 +400,7 @@ class Doctor:
 
     def _pods(self, namespace: str) -> Iterator[Finding]:
         try:
-            items = self.kube.get(f"/api/v1/namespaces/{quote(namespace)}/pods", timeout=self.request_timeout)
+            items = self.kube.get(f"/api/v1/namespaces/{path_segment(namespace)}/pods", timeout=self.request_timeout)
         except KubeError as exc:
             yield warn(f"cannot list pods in {namespace}: {exc}", _rbac_fix())
             return

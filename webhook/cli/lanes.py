@@ -1,4 +1,4 @@
-"""The ``lanes`` command: ``inject``, ``doctor``, ``demo``.
+"""The ``lanes`` command: ``inject``, ``doctor``.
 
 Each subcommand is a :class:`Command`: a name, a one-line help, and a function that adds its full parser to the
 subparsers and sets ``func`` (a callable taking the parsed arguments and returning the exit status). Only the
@@ -37,8 +37,6 @@ class Command:
     name: str
     help: str
     add: Callable[[Subparsers], Any]
-    own_parser: Callable[[list[str]], int] | None = None
-    """For a command that parses its own arguments: called with everything after its name."""
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -93,7 +91,7 @@ def _read_input(name: str) -> tuple[str, str]:
 
 
 def run_inject(args: argparse.Namespace) -> int:
-    from webhook.contract.config import DefaultsError, load_defaults, override_defaults
+    from webhook.contract.defaults import DefaultsError, load_defaults, override_defaults
     from webhook.injection.manifests import InjectOptions, ManifestError, dump_documents, inject_text
 
     try:
@@ -115,23 +113,9 @@ def add_doctor(subparsers: Subparsers) -> None:
     doctor.add_parser(subparsers)
 
 
-def add_demo(subparsers: Subparsers) -> None:
-    """Listed only: ``lanes demo`` keeps its own argument parser (webhook/demo.py), see :func:`run_demo`."""
-    subparsers.add_parser("demo", help=DEMO_HELP)
-
-
-def run_demo(argv: list[str]) -> int:
-    from devtools import demo
-
-    return demo.main(argv)
-
-
-DEMO_HELP = "start a local control plane with Lanes and the examples (needs the envtest binaries)"
-
 COMMANDS: list[Command] = [
     Command("inject", INJECT_HELP, add_inject),
     Command("doctor", "check the Lanes installation in a cluster", add_doctor),
-    Command("demo", DEMO_HELP, add_demo, own_parser=run_demo),
 ]
 """Subcommands, in the order ``lanes --help`` lists them."""
 
@@ -162,9 +146,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     selected = _selected(arguments)
     try:
-        own = next((c.own_parser for c in COMMANDS if c.name == selected and c.own_parser), None)
-        if own is not None and arguments and arguments[0] == selected:
-            return own(arguments[1:])
         parser = build_parser(selected)
         args = parser.parse_args(arguments)
         status: int = args.func(args)

@@ -30,7 +30,7 @@ from webhook.admission.serving import (
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-    from webhook.contract.config import ClusterDefaults
+    from webhook.contract.defaults import ClusterDefaults
 
 log = logging.getLogger("lanes.webhook")
 
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_defaults(path: str | None) -> ClusterDefaults:
-    from webhook.contract.config import ClusterDefaults, load_defaults
+    from webhook.contract.defaults import ClusterDefaults, load_defaults
 
     if not path:
         return ClusterDefaults()

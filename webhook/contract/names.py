@@ -1,13 +1,13 @@
 """Every label, annotation, condition, container, port and environment variable name Lanes uses.
 
-This module is the product contract (docs/reference.md, DESIGN.md "Names") in code: the mutation, the resolution,
+This module is the product contract (docs/reference.md) in code: the mutation, the resolution,
 the validating path, the CLI and the tests import names from here, so a rename happens in one place. The helper
 reads the same environment variable names from ``helper/env.py``; the two are kept equal by a unit test.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 PREFIX: Final = "lanes.io/"
 
@@ -42,24 +42,16 @@ ANN_AGENT: Final = "lanes.io/agent"
 # --- annotation written by the webhook ------------------------------------------------------------------------
 ANN_STATUS: Final = "lanes.io/status"
 
-SETTING_ANNOTATIONS: Final = (
-    ANN_LANE,
-    ANN_APP,
-    ANN_WARMUP,
-    ANN_WARMUP_CURVE,
-    ANN_WARMUP_REQUESTS,
-    ANN_REGISTER_DELAY,
-    ANN_PREWARM,
-    ANN_PREWARM_POLICY,
-    ANN_DRAIN,
-    ANN_OFFLINE_NOTIFY,
-    ANN_PORT,
-    ANN_AGENT,
-)
-"""Annotations a user sets; each is resolved pod > workload > namespace > cluster default."""
 
-KNOWN_ANNOTATIONS: Final = frozenset((*SETTING_ANNOTATIONS, ANN_STATUS))
-"""Every ``lanes.io/*`` annotation key that is not a typo."""
+def __getattr__(name: str) -> Any:
+    """``SETTING_ANNOTATIONS`` (annotations a user sets) and ``KNOWN_ANNOTATIONS`` (every ``lanes.io/*`` key that is
+    not a typo) are derived from the declarations in webhook/contract/settings.py, which import this module."""
+    if name in ("SETTING_ANNOTATIONS", "KNOWN_ANNOTATIONS"):
+        from webhook.contract import settings
+
+        return getattr(settings, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # --- pod condition (readiness gate) -------------------------------------------------------------------------
 CONDITION_REGISTERED: Final = "lanes.io/registered"

@@ -1,18 +1,21 @@
-"""Parsers of single setting values: lane, app name, port, prewarm policy, on/off switch, tag header.
+"""Parsers of single setting values: lane, app name, port, prewarm policy, on/off switch, tag header, specs.
 
 Each turns the text a user wrote (annotation, defaults file, ``--set``) into the typed value, or raises
 :class:`ValueError` whose message is ``'<value>': <what is wrong>; e.g. <good example>``, the same shape as the
 helper's spec parsers (helper/specs.py) so every warning and validation error reads alike. The spec languages
 (prewarm targets, warm-up curve and requests, URLs) are parsed by helper.specs itself, so the webhook accepts
-exactly what the helper will run with.
+exactly what the helper will run with; the ``parse_*_text`` and list parsers below only wrap them. Which parser
+reads which setting is declared in webhook/contract/settings.py.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
+from helper.specs import parse_curve, parse_targets, parse_urls, parse_warmup_requests
+from webhook.contract.durations import parse_duration
 from webhook.contract.messages import quote
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -124,3 +127,42 @@ def parse_agent_port(value: object) -> int:
     if 15000 <= number <= 15090:
         raise _fail(value, "inside Istio's reserved 15000-15090", "15400")
     return number
+
+
+def parse_positive_duration(value: object) -> float:
+    """A duration (:func:`~webhook.contract.durations.parse_duration`) that must be more than 0: a deadline."""
+    seconds = parse_duration(value)
+    if seconds == 0:
+        shown = value.strip() if isinstance(value, str) else value
+        raise ValueError(f"'{shown}': must be more than 0; e.g. 5s")
+    return seconds
+
+
+def parse_curve_text(value: Any) -> str:
+    """A warm-up curve, validated by helper.specs and kept as the user wrote it: the helper parses the same text."""
+    parse_curve(value)
+    return str(value).strip()
+
+
+def parse_warmup_requests_text(value: Any) -> str:
+    """Self warm-up requests, validated by helper.specs and kept as written (the helper parses the same text)."""
+    parse_warmup_requests(value)
+    return str(value).strip()
+
+
+def parse_target_list(value: Any) -> tuple[str, ...]:
+    """Prewarm targets: each as the user wrote it, in order, once validated by helper.specs."""
+    return tuple(target.raw for target in parse_targets(value))
+
+
+def parse_url_list(value: Any) -> tuple[str, ...]:
+    """Going-offline receivers: the URLs as written, in order, once validated by helper.specs."""
+    parse_urls(value)
+    return tuple(item.strip() for item in str(value).split(",") if item.strip())
+
+
+def parse_nonempty(value: object) -> object:
+    """Text that must not be blank (an image, a namespace), stripped; any other type is left to the field's type."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip() if isinstance(value, str) else value

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from webhook.controller import pods as podfacts
-from webhook.kube.client import JSON, Kube, KubeError, quote
+from webhook.kube.client import JSON, Kube, KubeError, path_segment
 
 log = logging.getLogger("lanes.controller.events")
 
@@ -64,7 +64,7 @@ class EventRecorder:
         seconds = timeout() if timeout else 10.0
         try:
             self.kube.create(
-                f"/api/v1/namespaces/{quote(namespace)}/events", body, timeout=(min(5.0, seconds), seconds)
+                f"/api/v1/namespaces/{path_segment(namespace)}/events", body, timeout=(min(5.0, seconds), seconds)
             )
         except KubeError as exc:
             if exc.status == 409:

@@ -6,11 +6,14 @@ kubelet reports Ready only once this condition is True: so a rollout waits here,
 receives traffic only after its containers (including the agent, whose readiness covers warm-up) have been
 ready for the register delay.
 
-One timer per pending pod (``timers.TimerQueue``), started when the watch shows ``ContainersReady``; when it
-fires, one strategic-merge PATCH of the pod's ``status`` subresource. The patch carries the pod's UID, so it
-fails with 409 instead of touching a different pod that reuses the name (StatefulSets do). A pod whose
-containers later become unready keeps the condition: registration happens once per pod start. A pod whose
-containers become unready *before* the delay has passed starts over.
+Each pending pod is a key of a work queue (``webhook.kube.workqueue``), due ``register-delay`` after the watch
+shows ``ContainersReady``: one heap of timers for possibly thousands of pods, without polling and without a thread
+per pod. A worker (at most ``concurrency`` at once, which also bounds the PATCHes in flight) re-checks the pod in
+the watch cache and sends one strategic-merge PATCH of its ``status`` subresource; a failed PATCH is retried with
+the queue's per-pod backoff. The patch carries the pod's UID, so it fails with 409 instead of touching a different
+pod that reuses the name (StatefulSets do). A pod whose containers later become unready keeps the condition:
+registration happens once per pod start. A pod whose containers become unready *before* the delay has passed
+starts over.
 
 When ``ContainersReady`` was seen flipping to True by this watch, the delay counts from that moment (the
 timestamps in the pod have one-second resolution); a pod that was already ready when this leader started
@@ -26,15 +29,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from helper.backoff import PLUS_MINUS_20, Backoff
 from webhook.contract import names
 from webhook.contract.durations import format_duration
 from webhook.controller import pods as podfacts
 from webhook.controller.leader import NotLeader
 from webhook.controller.metrics import ControllerMetrics
-from webhook.kube.backoff import Backoff
-from webhook.kube.client import JSON, Kube, KubeError, quote
+from webhook.kube.client import JSON, Kube, KubeError, path_segment
 from webhook.kube.reflector import Reflector
-from webhook.kube.timers import TimerQueue
+from webhook.kube.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger("lanes.controller.gate")
 
@@ -48,10 +51,13 @@ class _Pending:
 
     key: str
     seen_unready: bool = False
-    ready_since_ltt: str | None = None  # the ContainersReady.lastTransitionTime the running timer counts from
+    ready_since_ltt: str | None = None  # the ContainersReady.lastTransitionTime the delay counts from
     ready_since: float | None = None  # monotonic
     delay: float = 0.0
-    retry: Backoff | None = None
+
+
+def _patch_backoff() -> Backoff:
+    return Backoff(first=0.5, cap=10.0, jitter=PLUS_MINUS_20)
 
 
 def status_patch(uid: str, delay: float, now: dt.datetime | None = None) -> JSON:
@@ -94,11 +100,12 @@ class Gate:
         self.write_timeout = write_timeout
         self.metrics = metrics
         self.default_delay = default_delay
-        self.timers = TimerQueue("gate", concurrency)
+        self.queue: WorkQueue[str] = WorkQueue("gate", backoff=_patch_backoff)  # keys: pod UIDs
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
         self._done: set[str] = set()  # registered (by us or seen True): never PATCHed again
         self._stopped = False
+        run_workers(self.queue, concurrency, self._sync)
 
     # -- watch handlers (reflector thread) -------------------------------------------------------------------
 
@@ -126,17 +133,17 @@ class Gate:
     def retry_now(self) -> None:
         """The API server is reachable again: PATCHes waiting in backoff go out now, not at their next retry."""
         with self._lock:
-            for uid, entry in self._pending.items():
-                if entry.retry is not None and entry.retry.attempts:
-                    entry.retry.reset()
-                    self.timers.schedule(uid, time.monotonic(), lambda uid=uid: self._fire(uid))  # type: ignore[misc]
+            for uid in self._pending:
+                if self.queue.num_requeues(uid):
+                    self.queue.forget(uid)
+                    self.queue.add(uid)
 
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
             self._pending.clear()
             self.metrics.gate_pending.set(0)
-        self.timers.stop()
+        self.queue.shut_down()
 
     # -- decisions (under the lock) --------------------------------------------------------------------------
 
@@ -149,8 +156,9 @@ class Gate:
         )
 
     def _forget(self, uid: str) -> None:
+        """Stop tracking the pod (a key still queued finds nothing pending and is dropped)."""
         self._pending.pop(uid, None)
-        self.timers.cancel(uid)
+        self.queue.forget(uid)
         self.metrics.gate_pending.set(len(self._pending))
 
     def _evaluate(self, uid: str, pod: JSON) -> None:
@@ -173,8 +181,7 @@ class Gate:
         ready = podfacts.condition(pod, CONTAINERS_READY)
         if ready is None or ready.get("status") != "True":
             entry.seen_unready = True
-            entry.ready_since = entry.ready_since_ltt = None
-            self.timers.cancel(uid)
+            entry.ready_since = entry.ready_since_ltt = None  # a timer still queued finds the pod unready
             return
         ltt = ready.get("lastTransitionTime")
         if entry.ready_since is not None and entry.ready_since_ltt == ltt:
@@ -187,13 +194,14 @@ class Gate:
             since = now - max(0.0, time.time() - stamp) if stamp is not None else now
         entry.ready_since, entry.ready_since_ltt = since, ltt
         entry.delay = podfacts.register_delay(pod, self.default_delay)
-        entry.retry = None
-        self.timers.schedule(uid, since + entry.delay, lambda: self._fire(uid))
+        self.queue.forget(uid)  # a new transition: PATCH retries start from the first step
+        self.queue.add_after(uid, since + entry.delay - now)
         log.debug("gate timer started", extra={"pod": key, "delay": entry.delay})
 
     # -- the PATCH (worker thread) ---------------------------------------------------------------------------
 
-    def _fire(self, uid: str) -> None:
+    def _sync(self, uid: str) -> None:
+        """The pod's key came up: PATCH if its containers have been ready for the delay, else wait on."""
         with self._lock:
             entry = self._pending.get(uid)
             if entry is None or self._stopped:
@@ -204,8 +212,12 @@ class Gate:
                 return
             ready = podfacts.condition(pod, CONTAINERS_READY)
             same = ready is not None and ready.get("lastTransitionTime") == entry.ready_since_ltt
-            if ready is None or ready.get("status") != "True" or not same:
+            if ready is None or ready.get("status") != "True" or not same or entry.ready_since is None:
                 return  # the watch handler has (re)scheduled or cancelled this pod already
+            remaining = entry.ready_since + entry.delay - time.monotonic()
+            if remaining > 0:
+                self.queue.add_after(uid, remaining)  # an earlier timer of an older transition
+                return
             delay = entry.delay
             key = entry.key
         try:
@@ -213,7 +225,7 @@ class Gate:
         except NotLeader:
             return
         namespace, name = key.split("/", 1)
-        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/status"
+        path = f"/api/v1/namespaces/{path_segment(namespace)}/pods/{path_segment(name)}/status"
         try:
             self.kube.patch(path, status_patch(uid, delay), "strategic", timeout=(min(5.0, timeout), timeout))
         except KubeError as exc:
@@ -237,10 +249,7 @@ class Gate:
                 self._forget(uid)
             return
         with self._lock:
-            entry = self._pending.get(uid)
-            if entry is None or self._stopped:
+            if uid not in self._pending or self._stopped:
                 return
-            entry.retry = entry.retry or Backoff(initial=0.5, cap=10.0)
-            delay = max(entry.retry.next(), exc.retry_after or 0.0)
-            self.timers.schedule(uid, time.monotonic() + delay, lambda: self._fire(uid))
+            delay = self.queue.add_rate_limited(uid, at_least=exc.retry_after or 0.0)
         log.warning("registering pod failed; retrying", extra={"pod": key, "error": str(exc), "retry_in": delay})

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from webhook.controller.metrics import ControllerMetrics
 from webhook.controller.settings import LeaseTiming
-from webhook.kube.client import JSON, Kube, KubeError, quote
+from webhook.kube.client import JSON, Kube, KubeError, path_segment
 
 log = logging.getLogger("lanes.controller.leader")
 
@@ -63,7 +63,7 @@ class LeaderElector:
         self.on_start = on_start
         self.on_stop = on_stop
         self.metrics = metrics
-        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases/{quote(name)}"
+        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{path_segment(namespace)}/leases/{path_segment(name)}"
         self._leading = False
         self._renewed_at = 0.0  # monotonic time of the start of the last successful acquire/renew
         self._observed: tuple[object, ...] | None = None

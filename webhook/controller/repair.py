@@ -21,22 +21,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from helper.backoff import PLUS_MINUS_20, Backoff
 from webhook.controller import pods as podfacts
 from webhook.controller.events import EventRecorder
 from webhook.controller.leader import NotLeader
 from webhook.controller.metrics import ControllerMetrics
 from webhook.controller.settings import RepairMode, RepairSettings
-from webhook.kube.backoff import Backoff
-from webhook.kube.client import JSON, Kube, KubeError, quote
+from webhook.kube.client import JSON, Kube, KubeError, path_segment
 from webhook.kube.ratelimit import TokenBucket
 from webhook.kube.reflector import Reflector
-from webhook.kube.timers import TimerQueue
+from webhook.kube.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger("lanes.controller.repair")
 
 REASON_UNINJECTED = "NotInjected"
 REASON_EVICTED = "RepairEvicted"
 MAX_OWNER_HOLD = 3600.0
+
+REPORT = "report"
+EVICT = "evict"
+Key = tuple[str, str]
+"""``(REPORT or EVICT, pod UID)``: the two steps of one pod are queued, delayed and retried independently."""
 
 
 @dataclass
@@ -59,6 +64,10 @@ def uninjected_message(evict: bool) -> str:
         "admitted without Lanes injection (webhook unreachable under failurePolicy Ignore, or created before "
         f"the namespace was enabled): no readiness gate, drain or lane label; {action}"
     )
+
+
+def _retry_backoff() -> Backoff:
+    return Backoff(first=1.0, cap=60.0, jitter=PLUS_MINUS_20)
 
 
 class Repair:
@@ -86,13 +95,13 @@ class Repair:
         self.settings = settings
         self.evict = settings.mode is RepairMode.EVICT
         self.bucket = TokenBucket(settings.rate, settings.burst)
-        self.timers = TimerQueue("repair", 2)
+        self.queue: WorkQueue[Key] = WorkQueue("repair", backoff=_retry_backoff)
         self._lock = threading.Lock()
         self._uninjected: dict[str, str] = {}  # uid -> namespace/name
         self._reported: set[str] = set()
         self._owners: dict[str, _OwnerState] = {}
-        self._retries: dict[str, Backoff] = {}
         self._stopped = False
+        run_workers(self.queue, 2, self._sync)
 
     # -- watch handlers (reflector thread) ---------------------------------------------------------------------
 
@@ -111,7 +120,7 @@ class Repair:
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
-        self.timers.stop()
+        self.queue.shut_down()
 
     # -- decisions (under the lock) ----------------------------------------------------------------------------
 
@@ -123,23 +132,21 @@ class Repair:
         if kind != "DELETED" and enabled:
             self._note_replacement(pod)
         if kind == "DELETED" or not enabled or not podfacts.needs_repair(pod, self.own_namespace):
-            if self._uninjected.pop(uid, None) is not None:
-                self.timers.cancel(f"evict/{uid}")
-                self.timers.cancel(f"report/{uid}")
+            if self._uninjected.pop(uid, None) is not None:  # a key still queued finds nothing to repair
                 self.metrics.repair_uninjected.set(len(self._uninjected))
             if kind == "DELETED":
                 self._reported.discard(uid)
-                self._retries.pop(uid, None)
+                self.queue.forget((REPORT, uid))
+                self.queue.forget((EVICT, uid))
             return
         key = podfacts.describe(pod)
         if uid not in self._uninjected:
             self._uninjected[uid] = key
             self.metrics.repair_uninjected.set(len(self._uninjected))
-            now = time.monotonic()
             if uid not in self._reported:
-                self.timers.schedule(f"report/{uid}", now, lambda: self._report(uid))
+                self.queue.add((REPORT, uid))
             if self.evict and podfacts.recreated_by_owner(pod):
-                self.timers.schedule(f"evict/{uid}", now, lambda: self._evict(uid))
+                self.queue.add((EVICT, uid))
 
     def _note_replacement(self, pod: JSON) -> None:
         """A pod of an owner we evicted from appeared: was it injected this time?"""
@@ -171,10 +178,14 @@ class Repair:
             return None
         return pod
 
-    def _retry(self, key: str, uid: str, action: Callable[[], None], at_least: float = 0.0) -> None:
-        backoff = self._retries.setdefault(uid, Backoff(initial=1.0, cap=60.0))
-        delay = max(backoff.next(), at_least)
-        self.timers.schedule(key, time.monotonic() + delay, action)
+    # -- the steps (worker threads) ----------------------------------------------------------------------------
+
+    def _sync(self, key: Key) -> None:
+        step, uid = key
+        if step == REPORT:
+            self._report(uid)
+        else:
+            self._evict(uid)
 
     # -- report (worker thread) --------------------------------------------------------------------------------
 
@@ -192,9 +203,11 @@ class Repair:
         )
         with self._lock:
             if result == "failed":
-                self._retry(f"report/{uid}", uid, lambda: self._report(uid))
+                if not self._stopped:
+                    self.queue.add_rate_limited((REPORT, uid))
                 return
             self._reported.add(uid)
+            self.queue.forget((REPORT, uid))
         owner = podfacts.controller_owner(pod)
         log.warning(
             "pod admitted without injection",
@@ -210,7 +223,7 @@ class Repair:
     # -- evict (worker thread) ---------------------------------------------------------------------------------
 
     def _evict(self, uid: str) -> None:
-        key = f"evict/{uid}"
+        key: Key = (EVICT, uid)
         with self._lock:
             pod = self._current(uid)
             if pod is None or self._stopped:
@@ -219,17 +232,17 @@ class Repair:
             if ((pod.get("status") or {}).get("phase") or "Pending") == "Pending":
                 # The Eviction API skips PodDisruptionBudgets for Pending pods; wait until it runs, so every
                 # eviction Lanes makes is one the budget had a say in.
-                self.timers.schedule(key, now + min(self.settings.retry_after, 2.0), lambda: self._evict(uid))
+                self.queue.add_after(key, min(self.settings.retry_after, 2.0))
                 return
             owner = podfacts.controller_owner(pod) or {}
             state = self._owners.setdefault(str(owner.get("uid")), _OwnerState())
             wait = max(state.hold_until - now, min(state.awaiting_until - now, 2.0), 0.0)
             if wait > 0:
-                self.timers.schedule(key, now + wait, lambda: self._evict(uid))
+                self.queue.add_after(key, wait)
                 return
             token_wait = self.bucket.take()
             if token_wait > 0:
-                self.timers.schedule(key, now + token_wait, lambda: self._evict(uid))
+                self.queue.add_after(key, token_wait)
                 return
         try:
             timeout = self.write_timeout()
@@ -243,7 +256,7 @@ class Repair:
             "metadata": {"name": name, "namespace": namespace},
             "deleteOptions": {"preconditions": {"uid": uid}},
         }
-        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/eviction"
+        path = f"/api/v1/namespaces/{path_segment(namespace)}/pods/{path_segment(name)}/eviction"
         try:
             self.kube.create(path, body, timeout=(min(5.0, timeout), timeout))
         except KubeError as exc:
@@ -253,7 +266,7 @@ class Repair:
         with self._lock:
             state.evicted_at = time.time()
             state.awaiting_until = time.monotonic() + self.settings.replacement_timeout
-            self._retries.pop(uid, None)
+            self.queue.forget(key)
         log.warning("evicted uninjected pod", extra={"pod": podfacts.describe(pod), "uid": uid})
         self.recorder.pod_event(
             pod,
@@ -263,7 +276,7 @@ class Repair:
             timeout=lambda: timeout,
         )
 
-    def _eviction_failed(self, uid: str, key: str, pod: JSON, exc: KubeError) -> None:
+    def _eviction_failed(self, uid: str, key: Key, pod: JSON, exc: KubeError) -> None:
         if exc.status in (404, 409):
             self.metrics.repair_evictions.labels("gone").inc()
             return
@@ -276,10 +289,10 @@ class Repair:
             )
             with self._lock:
                 if not self._stopped:
-                    self.timers.schedule(key, time.monotonic() + wait, lambda: self._evict(uid))
+                    self.queue.add_after(key, wait)
             return
         self.metrics.repair_evictions.labels("error").inc()
         log.warning("eviction failed; retrying", extra={"pod": podfacts.describe(pod), "error": str(exc)})
         with self._lock:
             if not self._stopped:
-                self._retry(key, uid, lambda: self._evict(uid), at_least=self.settings.retry_after / 4)
+                self.queue.add_rate_limited(key, at_least=self.settings.retry_after / 4)

@@ -1,7 +1,7 @@
 """Wiring: what runs on every replica, what runs only on the leader, and how a leader term starts and stops.
 
 Thread-based, because the kubernetes client is synchronous; everything is daemon threads around blocking
-watches and timers, started by :meth:`Controller.start` and stopped by :meth:`Controller.stop`, so it fits into
+watches and work queues, started by :meth:`Controller.start` and stopped by :meth:`Controller.stop`, so it fits into
 any process: ``python -m webhook.controller`` (standalone), or ``lanes-webhook serve`` next to uvicorn, where it
 is one call::
 
@@ -15,7 +15,7 @@ Every replica: the certificate Secret mirror (files for the admission server) an
 The leader, per term: namespace and pod watches feeding the readiness gate and repair, the certificate
 rotation and watches of the webhook configurations (so a ``helm upgrade`` that resets ``caBundle`` is repaired).
 Losing the Lease ends the term at once: every write path first asks the elector (whose answer expires at the
-renew deadline by itself), watches are closed and timers dropped.
+renew deadline by itself), watches are closed and work queues shut down.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.contract import names
-from webhook.contract.config import ClusterDefaults
+from webhook.contract.defaults import ClusterDefaults
 from webhook.contract.messages import add_prefix, spec_reason
 from webhook.injection.mutation import mutate_admissible, skip_reason
 from webhook.injection.objects import as_dict

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from webhook.contract import names
-from webhook.contract.config import ClusterDefaults
+from webhook.contract.defaults import ClusterDefaults
 from webhook.injection.mutation import Mutation, mutate, skip_reason
 from webhook.injection.objects import as_dict
 from webhook.injection.resolve import Layer, controller_ref, namespace_layers, resolve

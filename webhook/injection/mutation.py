@@ -1,6 +1,6 @@
 """THE pure function: ``mutate(pod, config) -> Mutation(pod, warnings)``. No I/O, no API calls.
 
-What it injects is the product contract (DESIGN.md, docs/reference.md):
+What it injects is the product contract (docs/reference.md):
 
 - labels ``lanes.io/lane`` and ``lanes.io/app``; annotation ``lanes.io/status`` (JSON, see :func:`status_of`);
 - on every app container: ``LANES_LANE``, ``LANES_APP``, ``LANES_TAG_HEADER``, ``LANES_POD_NAME``,
@@ -37,9 +37,9 @@ from typing import Any
 import orjson
 
 from webhook.contract import names
-from webhook.contract.config import LanesConfig
 from webhook.contract.durations import format_duration, format_seconds
 from webhook.contract.messages import clip, quote
+from webhook.contract.settings import LanesConfig
 from webhook.injection.objects import as_dict, as_list
 
 Pod = dict[str, Any]

@@ -38,8 +38,7 @@ def pointer(*tokens: str | int) -> str:
 def make_ops(original: Any, mutated: Any) -> list[Op]:
     """The ops that turn ``original`` into ``mutated``, for a ``mutated`` that shares unchanged subtrees with
     ``original`` (as :func:`webhook.injection.mutation.mutate` returns). Correct for any pair of JSON documents, fast
-    when
-    they share structure."""
+    when they share structure."""
     ops: list[Op] = []
     _diff(original, mutated, "", ops)
     return ops

@@ -14,17 +14,16 @@ server. When the cache has not seen an owner yet, resolution falls back to the l
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
-from helper.specs import parse_curve, parse_targets, parse_urls, parse_warmup_requests
 from webhook.contract import names
-from webhook.contract.config import ClusterDefaults, LanesConfig
-from webhook.contract.durations import parse_duration
+from webhook.contract.defaults import ClusterDefaults
 from webhook.contract.messages import MAX_MESSAGE, clip, invalid_value, quote
-from webhook.contract.values import app_from_name, parse_app, parse_lane, parse_policy, parse_port, parse_switch
+from webhook.contract.settings import ANNOTATION_SETTINGS, BY_ANNOTATION, KNOWN_ANNOTATIONS, LanesConfig, Setting
+from webhook.contract.values import app_from_name
 from webhook.injection.objects import as_dict, as_list
 
 Pod = dict[str, Any]
@@ -75,50 +74,9 @@ class Resolution:
 
 # --- the settings table ---------------------------------------------------------------------------------------
 
-
-def _spec_text(parse: Callable[[str], Any]) -> Callable[[Any], str]:
-    """Validate with a helper.specs parser, keep the user's text (the helper parses the same text again)."""
-
-    def check(value: Any) -> str:
-        parse(value)
-        return str(value).strip()
-
-    return check
-
-
-def _targets(value: Any) -> tuple[str, ...]:
-    return tuple(target.raw for target in parse_targets(value))
-
-
-def _urls(value: Any) -> tuple[str, ...]:
-    parse_urls(value)
-    return tuple(item.strip() for item in str(value).split(",") if item.strip())
-
-
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """An annotation, the LanesConfig field it sets, and the parser that validates it."""
-
-    annotation: str
-    field: str
-    parse: Callable[[Any], Any]
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting(names.ANN_LANE, "lane", parse_lane),
-    Setting(names.ANN_APP, "app", parse_app),
-    Setting(names.ANN_AGENT, "agent", parse_switch),
-    Setting(names.ANN_PORT, "app_port", parse_port),
-    Setting(names.ANN_WARMUP, "warmup", parse_duration),
-    Setting(names.ANN_WARMUP_CURVE, "warmup_curve", _spec_text(parse_curve)),
-    Setting(names.ANN_WARMUP_REQUESTS, "warmup_requests", _spec_text(parse_warmup_requests)),
-    Setting(names.ANN_REGISTER_DELAY, "register_delay", parse_duration),
-    Setting(names.ANN_PREWARM, "prewarm", _targets),
-    Setting(names.ANN_PREWARM_POLICY, "prewarm_policy", parse_policy),
-    Setting(names.ANN_DRAIN, "drain", parse_duration),
-    Setting(names.ANN_OFFLINE_NOTIFY, "offline_notify", _urls),
-)
-SETTINGS_BY_ANNOTATION = {s.annotation: s for s in SETTINGS}
+SETTINGS: tuple[Setting, ...] = ANNOTATION_SETTINGS
+"""Each annotation, the LanesConfig field it sets and its parser (declared in webhook/contract/settings.py)."""
+SETTINGS_BY_ANNOTATION: Mapping[str, Setting] = BY_ANNOTATION
 
 # Keys that exist in the contract but are not annotations a user sets: a specific hint beats "did you mean".
 _NOT_ANNOTATIONS = {
@@ -170,7 +128,7 @@ def unknown_annotation(key: str, source: str = "pod", verdict: str = " ignored")
     where = "" if source == "pod" else f" ({clip(source, 40)})"
     if key in _NOT_ANNOTATIONS:
         return clip(f"{_NOT_ANNOTATIONS[key]}{where}" + (f";{verdict}" if verdict else ""))
-    suffixes = [known.removeprefix(names.PREFIX) for known in sorted(names.KNOWN_ANNOTATIONS)]
+    suffixes = [known.removeprefix(names.PREFIX) for known in sorted(KNOWN_ANNOTATIONS)]
     close = difflib.get_close_matches(key.removeprefix(names.PREFIX), suffixes, n=1, cutoff=0.6)
     hint = f"; did you mean {names.PREFIX}{close[0]}?" if close else "; see docs/reference.md for the list"
     return clip(f"unknown annotation {quote(key, 40)}{where}{verdict}{hint}", MAX_MESSAGE)
@@ -359,7 +317,7 @@ def namespace_layers_from_cache(namespace: str, owners: OwnerLookup | None) -> t
 
 def _shown_default(defaults: ClusterDefaults, setting: Setting, value: Any) -> str:
     """How a fallback value reads in a warning: the defaults file's own text where there is one."""
-    if setting.field in ("app", "app_port"):
+    if setting.default is None:  # computed per pod (app, app_port)
         return "none" if value is None else str(value)
     raw = getattr(defaults, setting.field, value)
     if isinstance(raw, bool):
@@ -378,7 +336,7 @@ def _candidates(layers: Sequence[Layer]) -> tuple[dict[str, list[tuple[str, Any]
                 continue
             if key in SETTINGS_BY_ANNOTATION:
                 found.setdefault(key, []).append((layer.source, raw))
-            elif key not in names.KNOWN_ANNOTATIONS:
+            elif key not in KNOWN_ANNOTATIONS:
                 warnings.append(unknown_annotation(key, layer.source))
     return found, warnings
 

@@ -1,29 +1,33 @@
 """JSON over the kubernetes client's HTTP stack: plain dicts in and out, and watch streams that can be closed.
 
-Why not the generated typed API? The loops here need three things it does not give: (1) a watch that another
+Why not the generated typed API? The loops here need four things it does not give: (1) a watch that another
 thread can interrupt at once (a leader that loses its lease must stop reading and acting immediately, and
 ``kubernetes.watch.Watch.stop()`` only takes effect at the next event), (2) objects as plain JSON so a watch
-cache can keep a small projection of each pod instead of a deep model tree, and (3) one error type that carries
-the HTTP status, the API's ``Status`` reason and ``Retry-After``. Authentication, TLS and token refresh still
-come from the ``ApiClient`` (kubeconfig, in-cluster service account, exec plugins), through its public
-``param_serialize``/``call_api``.
+cache can keep a small projection of each object instead of a deep model tree, (3) a choice of ``Accept``, so a
+cache that needs only metadata asks for ``PartialObjectMetadata`` and the API server sends no pod templates and
+no status, and (4) one error type that carries the HTTP status, the API's ``Status`` reason and ``Retry-After``.
+Authentication, TLS and token refresh still come from the ``ApiClient`` (kubeconfig, in-cluster service account,
+exec plugins), through its public ``param_serialize``/``call_api``. Answers are decoded with orjson: a
+cluster-wide list of ReplicaSets or pods is large.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import orjson
 import urllib3
 
 JSON = dict[str, Any]
 
 #: (connect, read) seconds for ordinary requests.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+
+JSON_ACCEPT = "application/json"
 
 
 class KubeError(Exception):
@@ -47,6 +51,15 @@ class KubeError(Exception):
         return str(self.body.get("reason") or "")
 
 
+class Gone(KubeError):
+    """HTTP 410: the resourceVersion (or ``continue`` token) is too old to resume from; only a fresh list helps."""
+
+
+def status_error(status: int, reason: str, body: JSON | None = None, retry_after: float | None = None) -> KubeError:
+    """The :class:`KubeError` for an HTTP status (or a watch ERROR event's ``code``): :class:`Gone` for 410."""
+    return (Gone if status == 410 else KubeError)(status, reason, body, retry_after)
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("Retry-After")
     try:
@@ -58,11 +71,28 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 def _error_from(status: int, reason: str, data: bytes, headers: Mapping[str, str]) -> KubeError:
     body: JSON | None = None
     try:
-        parsed = json.loads(data) if data else None
+        parsed = orjson.loads(data) if data else None
         body = parsed if isinstance(parsed, dict) else None
     except ValueError:
         body = {"message": data[:300].decode(errors="replace")}
-    return KubeError(status, reason, body, _retry_after(headers))
+    return status_error(status, reason, body, _retry_after(headers))
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The non-empty lines of a newline-delimited stream, whatever the chunking (linear in the stream's size, also
+    when one chunk holds thousands of events, as after a reconnect)."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        start = 0
+        while (newline := buffer.find(b"\n", start)) >= 0:
+            line = bytes(buffer[start:newline])
+            start = newline + 1
+            if line.strip():
+                yield line
+        del buffer[:start]
+    if buffer.strip():
+        yield bytes(buffer)
 
 
 class WatchStream:
@@ -73,16 +103,11 @@ class WatchStream:
         self._closed = threading.Event()
 
     def __iter__(self) -> Iterator[JSON]:
-        buffer = b""
         try:
-            for chunk in self._response.stream(16 * 1024, decode_content=True):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        yield json.loads(line)
+            for line in split_lines(self._response.stream(16 * 1024, decode_content=True)):
                 if self._closed.is_set():
                     return
+                yield orjson.loads(line)
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             if self._closed.is_set():
                 return
@@ -108,7 +133,7 @@ class WatchStream:
 
 
 class Kube:
-    """The handful of verbs the controller and ``lanes doctor`` use, on raw API paths."""
+    """The handful of verbs the controller, ``lanes doctor`` and the owner cache use, on raw API paths."""
 
     def __init__(self, api_client: Any) -> None:
         self.api_client = api_client
@@ -123,8 +148,9 @@ class Kube:
         body: Any,
         content_type: str | None,
         timeout: float | tuple[float, float] | None,
+        accept: str = JSON_ACCEPT,
     ) -> Any:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         method, url, headers, body, post = self.api_client.param_serialize(
@@ -151,9 +177,10 @@ class Kube:
         body: Any = None,
         content_type: str | None = None,
         timeout: float | tuple[float, float] | None = DEFAULT_TIMEOUT,
+        accept: str = JSON_ACCEPT,
     ) -> JSON:
         """One request; the decoded JSON answer, or :class:`KubeError`."""
-        response = self._send(method, path, query, body, content_type, timeout)
+        response = self._send(method, path, query, body, content_type, timeout, accept)
         try:
             data = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -162,7 +189,7 @@ class Kube:
             raise _error_from(response.status, response.reason or "", data or b"", response.headers)
         if not data:
             return {}
-        parsed = json.loads(data)
+        parsed = orjson.loads(data)
         return parsed if isinstance(parsed, dict) else {"items": parsed}
 
     # -- verbs ---------------------------------------------------------------------------------------------
@@ -188,11 +215,19 @@ class Kube:
     def delete(self, path: str, body: JSON | None = None, **kw: Any) -> JSON:
         return self.request("DELETE", path, body=body, **kw)
 
-    def watch(self, path: str, query: Mapping[str, Any], read_timeout: float) -> WatchStream:
+    def watch(
+        self,
+        path: str,
+        query: Mapping[str, Any],
+        read_timeout: float,
+        *,
+        connect_timeout: float = DEFAULT_TIMEOUT[0],
+        accept: str = JSON_ACCEPT,
+    ) -> WatchStream:
         """Open ``?watch=1`` on a collection; the caller iterates and closes the returned stream."""
         params = dict(query)
         params["watch"] = "true"
-        response = self._send("GET", path, params, None, None, (DEFAULT_TIMEOUT[0], read_timeout))
+        response = self._send("GET", path, params, None, None, (connect_timeout, read_timeout), accept)
         if not 200 <= response.status <= 299:
             data = response.read()
             raise _error_from(response.status, response.reason or "", data or b"", response.headers)
@@ -205,6 +240,8 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
-def quote(name: str) -> str:
-    """A path segment (object names are DNS-ish, but never trust input that builds a URL)."""
+def path_segment(name: str) -> str:
+    """``name`` percent-encoded as one URL path segment (object names are DNS-ish, but never trust input that
+    builds a URL: a ``/`` or ``?`` in it must not change which object a request addresses)."""
     return urllib.parse.quote(name, safe="")
+

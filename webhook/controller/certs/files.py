@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from webhook.controller.certs.material import serving_files
-from webhook.kube.client import JSON, Kube, quote
+from webhook.kube.client import JSON, Kube, path_segment
 from webhook.kube.reflector import Reflector
 
 log = logging.getLogger("lanes.controller.certfiles")
@@ -103,7 +103,7 @@ class CertFiles:
         self.written = threading.Event()
         self.reflector = Reflector(
             kube,
-            f"/api/v1/namespaces/{quote(namespace)}/secrets",
+            f"/api/v1/namespaces/{path_segment(namespace)}/secrets",
             name="secret",
             field_selector=f"metadata.name={secret_name}",
             on_event=self._on_event,

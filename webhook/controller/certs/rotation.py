@@ -27,14 +27,14 @@ from collections.abc import Callable
 
 from cryptography import x509
 
+from helper.backoff import PLUS_MINUS_20, Backoff
 from webhook.controller.certs import pki, x509util
 from webhook.controller.certs.material import Material, parse_secret, secret_body
 from webhook.controller.certs.webhooks import MUTATING, VALIDATING, Target, certificates_of, publish
 from webhook.controller.leader import NotLeader
 from webhook.controller.metrics import ControllerMetrics
 from webhook.controller.settings import ControllerSettings
-from webhook.kube.backoff import Backoff
-from webhook.kube.client import JSON, Kube, KubeError, quote
+from webhook.kube.client import JSON, Kube, KubeError, path_segment
 
 log = logging.getLogger("lanes.controller.certs")
 
@@ -56,7 +56,8 @@ class CertRotation:
         self.timing = settings.certs
         self.write_timeout = write_timeout
         self.metrics = metrics
-        self.secret_path = f"/api/v1/namespaces/{quote(settings.namespace)}/secrets/{quote(settings.secret_name)}"
+        namespace, secret = path_segment(settings.namespace), path_segment(settings.secret_name)
+        self.secret_path = f"/api/v1/namespaces/{namespace}/secrets/{secret}"
         self.targets = [Target(MUTATING, settings.webhook_config, True)]
         if settings.validating_config:
             self.targets.append(Target(VALIDATING, settings.validating_config, False))
@@ -68,8 +69,8 @@ class CertRotation:
         self._poke.set()
 
     def run(self, stop: threading.Event) -> None:
-        backoff = Backoff(initial=1.0, cap=30.0)
-        churn = Backoff(initial=1.0, cap=60.0)
+        backoff = Backoff(first=1.0, cap=30.0, jitter=PLUS_MINUS_20)
+        churn = Backoff(first=1.0, cap=60.0, jitter=PLUS_MINUS_20)
         immediate = 0
         while not stop.is_set():
             try:
@@ -78,16 +79,16 @@ class CertRotation:
             except NotLeader:
                 return
             except KubeError as exc:
-                wait = max(backoff.next(), exc.retry_after or 0.0)
+                wait = max(backoff.next_delay(), exc.retry_after or 0.0)
                 log.warning("certificate reconcile failed; retrying", extra={"error": str(exc), "retry_in": wait})
             except Exception:
-                wait = backoff.next()
+                wait = backoff.next_delay()
                 log.exception("certificate reconcile crashed; retrying")
             # Every write is followed by a fresh pass; a state that never settles (another tool rewriting caBundle
             # or the Secret) must not become a hot loop.
             immediate = immediate + 1 if wait <= 0.0 else 0
             if immediate > 10:
-                wait = churn.next()
+                wait = churn.next_delay()
                 log.warning(
                     "certificate state keeps changing; is another tool writing caBundle or the Secret?",
                     extra={"retry_in": round(wait, 1)},

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from webhook.controller.certs import x509util
-from webhook.kube.client import JSON, Kube, KubeError, quote
+from webhook.kube.client import JSON, Kube, KubeError, path_segment
 
 log = logging.getLogger("lanes.controller.certs")
 
@@ -34,7 +34,7 @@ class Target:
 
     @property
     def path(self) -> str:
-        return f"{GROUP}/{self.resource}/{quote(self.name)}"
+        return f"{GROUP}/{self.resource}/{path_segment(self.name)}"
 
     def describe(self) -> str:
         return f"{self.resource}/{self.name}"

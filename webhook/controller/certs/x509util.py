@@ -17,8 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from webhook.controller.certs import pki
 
 #: ``webhook.controller.certs.pki`` starts every certificate this long before "now" to tolerate clock skew; lifetimes
-#: given to it
-#: are stretched by the same amount so a certificate lasts its configured lifetime *from issuance*.
+#: given to it are stretched by the same amount so a certificate lasts its configured lifetime *from issuance*.
 BACKDATE = dt.timedelta(minutes=5)
 
 

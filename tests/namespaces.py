@@ -1,4 +1,4 @@
-"""Helpers for tests that talk to the real API server (importable as ``tests.kube``)."""
+"""Helpers for tests that talk to the real API server (importable as ``tests.namespaces``)."""
 
 from __future__ import annotations
 
