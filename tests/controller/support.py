@@ -374,11 +374,13 @@ def restart_apiserver(control_plane: ControlPlane) -> None:
     control_plane.start_apiserver()
 
 
-def wait_for_controller_manager(control_plane: ControlPlane, timeout: float = 60) -> None:
+def wait_for_controller_manager(control_plane: ControlPlane, timeout: float = 150) -> None:
     """A fresh namespace gets its ``default`` ServiceAccount: kube-controller-manager's watches are back.
 
-    It reconnects with a backoff of up to 30 s after an API server restart; without this wait, the tests after a
-    restart would pay for it (their namespaces get no ServiceAccount in time)."""
+    Its reflectors reconnect with client-go's backoff (800 ms doubling to 30 s, jitter 1.0: a single wait can be
+    up to 60 s), and several restarts in a row leave it high, so one retry may not be enough: the timeout allows
+    two. Without this wait, the tests after a restart would pay for it (their namespaces get no ServiceAccount in
+    time). A harness wait, not an assertion about Lanes: it passes as soon as the ServiceAccount exists."""
     kube = Kube(kube_config.new_client_from_config(config_file=str(control_plane.kubeconfig)))
     name = f"probe-{uuid.uuid4().hex[:8]}"
     kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
