@@ -177,27 +177,22 @@ class ControlPlane:
         assert self.workdir is not None
         return self.workdir / "logs"
 
-    def _write_kubeconfig(self) -> None:
+    def write_kubeconfig(self, path: Path, user: str, cert: Path, key: Path) -> Path:
+        """A kubeconfig at ``path`` for ``user``, authenticated by a client certificate this plane's CA signed
+        (the admin's, or a test's restricted user's); readable by its owner only."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
                 {"name": "envtest", "cluster": {"server": self.url, "certificate-authority": str(self.ca_file)}}
             ],
-            "users": [
-                {
-                    "name": "admin",
-                    "user": {
-                        "client-certificate": str(self.path("admin.crt")),
-                        "client-key": str(self.path("admin.key")),
-                    },
-                }
-            ],
-            "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "admin"}}],
+            "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+            "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": user}}],
             "current-context": "envtest",
         }
-        self.kubeconfig.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
-        self.kubeconfig.chmod(0o600)
+        path.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
+        path.chmod(0o600)
+        return path
 
     # -- HTTP to the API server (stdlib: usable before any client library is configured) -----------------
 
@@ -339,7 +334,7 @@ class ControlPlane:
             self._start_etcd(self._bin_dir)
             self.apiserver_port = free_port()
             self.url = f"https://127.0.0.1:{self.apiserver_port}"
-            self._write_kubeconfig()
+            self.write_kubeconfig(self.kubeconfig, "admin", self.path("admin.crt"), self.path("admin.key"))
             self.start_apiserver(self._bin_dir)
             if self.controller_manager:
                 self._start_kube_component(

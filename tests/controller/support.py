@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import threading
 import time
 import urllib.request
@@ -207,26 +206,10 @@ def restricted_kubeconfig(control_plane: ControlPlane, user: str, directory: Pat
     ca = pki.KeyPair(control_plane.path("ca.crt").read_bytes(), control_plane.path("ca.key").read_bytes())
     pair = pki.issue(ca, user, dt.timedelta(days=1), server=False, client=True)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "user.crt").write_bytes(pair.cert_pem)
-    (directory / "user.key").write_bytes(pair.key_pem)
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "t", "cluster": {"server": control_plane.url, "certificate-authority": str(control_plane.ca_file)}}
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {"client-certificate": str(directory / "user.crt"), "client-key": str(directory / "user.key")},
-            }
-        ],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": user}}],
-        "current-context": "t",
-    }
-    path = directory / "kubeconfig"
-    path.write_text(json.dumps(config))
-    return path
+    cert, key = directory / "user.crt", directory / "user.key"
+    cert.write_bytes(pair.cert_pem)
+    key.write_bytes(pair.key_pem)
+    return control_plane.write_kubeconfig(directory / "kubeconfig", user, cert, key)
 
 
 def grant(kube: Kube, user: str, settings: ControllerSettings) -> list[str]:
