@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,14 @@ def test_inject_does_not_import_the_cluster_commands() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_installed_lanes_command_offers_inject_and_doctor_but_no_demo() -> None:
+    """What a user types: the console script pip installed next to this interpreter, run as a process."""
+    lanes = str(Path(sys.executable).with_name("lanes"))
+    shown = subprocess.run([lanes, "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "inject" in shown.stdout and "doctor" in shown.stdout and "demo" not in shown.stdout
+    demo = subprocess.run([lanes, "demo"], capture_output=True, text=True, timeout=60)
+    assert demo.returncode == 2 and "invalid choice: 'demo'" in demo.stderr
+    assert "Traceback" not in demo.stderr
