@@ -26,7 +26,7 @@ def test_other_subcommands_are_reachable(name: str, capsys: pytest.CaptureFixtur
 
 def test_only_what_a_cluster_user_runs() -> None:
     # the demo is developer tooling (`make demo`), not part of the installed command
-    assert [command.name for command in COMMANDS] == ["inject", "doctor"]
+    assert [command.name for command in COMMANDS] == ["inject", "doctor", "lane", "route"]
 
 
 def test_demo_is_not_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:

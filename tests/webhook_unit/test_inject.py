@@ -240,3 +240,44 @@ def test_non_utf8_input_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFi
     path.write_bytes(b"kind: Pod\nmetadata: {name: \xe9}\n")
     assert main(["inject", "-f", str(path)]) == 2
     assert "UTF-8" in capsys.readouterr().err
+
+
+RESERVED_AND_GATEWAY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      initContainers:
+      - {name: lanes-prewarm, image: example.com/mine:1}
+      containers:
+      - {name: web, image: nginx, ports: [{containerPort: 8080}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ingressgateway, namespace: shop}
+spec:
+  selector: {matchLabels: {app: gw}}
+  template:
+    metadata: {labels: {app: gw}, annotations: {inject.istio.io/templates: gateway}}
+    spec:
+      containers:
+      - {name: istio-proxy, image: auto}
+"""
+
+
+def test_reserved_names_and_mesh_gateways_are_left_alone_by_the_real_command() -> None:
+    """Issue #11.4/#11.5 through `lanes inject` (the webhook shares the core): unchanged output, a warning each."""
+    lanes = Path(sys.executable).with_name("lanes")
+    done = subprocess.run(
+        [str(lanes), "inject", "-f", "-"], input=RESERVED_AND_GATEWAY, capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    docs = list(yaml.safe_load_all(done.stdout))
+    assert docs == list(yaml.safe_load_all(RESERVED_AND_GATEWAY))
+    assert "doc 1 Deployment/web: initContainers 'lanes-prewarm' has a name Lanes injects" in done.stderr
+    assert "doc 2 Deployment/ingressgateway: only mesh proxy containers (istio-proxy)" in done.stderr

@@ -326,7 +326,7 @@ def test_injected_containers_meet_pod_security_restricted(name: str) -> None:
     assert injected_container is not None
     sc = injected_container["securityContext"]
     assert sc["runAsNonRoot"] is True
-    assert sc["runAsUser"] == 65532
+    assert "runAsUser" not in sc  # the image's numeric USER, or the UID the platform assigns (test_platforms.py)
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}

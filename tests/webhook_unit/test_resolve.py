@@ -255,6 +255,8 @@ BAD_VALUES = {
     names.ANN_PREWARM_POLICY: "block",
     names.ANN_DRAIN: "48h",
     names.ANN_OFFLINE_NOTIFY: "ftp://registry/offline",
+    names.ANN_REGISTRY: "nacos://n?mode=x",
+    names.ANN_REGISTRY_SECRET: "Not_A_Secret",
 }
 
 

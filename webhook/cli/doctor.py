@@ -84,17 +84,14 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``doctor`` on the ``lanes`` CLI's subparsers (``webhook.cli.lanes.COMMANDS.append(add_parser)``);
-    ``args.run(args)`` dispatches to :func:`run`."""
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``doctor`` to the ``lanes`` command's subparsers; ``lanes`` then calls :func:`run`."""
     parser = subparsers.add_parser(
         "doctor",
         help="check the Lanes installation in a cluster",
         description=(__doc__ or "").split("\n\n")[0],
     )
-    _configure(parser)
-    parser.set_defaults(run=run)
-    return parser
+    return _configure(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,138 +1,75 @@
 """The ``lanes`` command: ``inject``, ``doctor``.
 
-Each subcommand is a :class:`Command`: a name, a one-line help, and a function that adds its full parser to the
-subparsers and sets ``func`` (a callable taking the parsed arguments and returning the exit status). Only the
-selected subcommand's module is imported, so ``lanes inject`` does not pay for the Kubernetes client that
-``lanes doctor`` needs; the others are listed by name and help. To add one, append a :class:`Command` to
-:data:`COMMANDS`.
+Each subcommand lives in its own module, which exposes two functions:
+
+* ``register(subparsers)`` adds its full parser (``subparsers.add_parser(NAME, ...)``) and its arguments;
+* ``run(args) -> int`` does the work and returns the exit status.
+
+``lanes`` dispatches to ``run`` of the module it registered, so a parser cannot forget to name its handler (the
+cause of ``lanes doctor`` crashing with ``'Namespace' object has no attribute 'func'``). Only the selected
+subcommand's module is imported, so ``lanes inject`` does not pay for the Kubernetes client that ``lanes doctor``
+needs; the others are listed by name and help. To add a subcommand, append one line to :data:`COMMANDS`.
 
 Exit status: 0 success (warnings do not fail), 2 user error (bad arguments, unreadable or invalid input, invalid
-defaults): a one-line ``error: ...`` on stderr, never a stack trace.
+defaults): a one-line ``error: ...`` on stderr, never a stack trace. A subcommand may use others (``lanes doctor``
+exits 1 when a check FAILs).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from types import ModuleType
 
-EXIT_OK = 0
-EXIT_USAGE = 2
+from webhook.cli.errors import EXIT_OK, EXIT_USAGE, UserError
 
-
-class UserError(Exception):
-    """A problem the user can fix (bad argument, unreadable file, invalid YAML): printed, exit status 2."""
-
-
-Subparsers = Any  # argparse._SubParsersAction is private; its type is not worth importing
+__all__ = ["COMMANDS", "EXIT_OK", "EXIT_USAGE", "Command", "UserError", "build_parser", "main"]
 
 
 @dataclass(frozen=True)
 class Command:
-    """A ``lanes`` subcommand: ``add`` registers its full parser (importing what it needs) and sets ``func``."""
+    """A ``lanes`` subcommand: its name, one-line help, and the module exposing ``register`` and ``run``."""
 
     name: str
     help: str
-    add: Callable[[Subparsers], Any]
+    module: str
 
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value
-
-
-# --- inject ----------------------------------------------------------------------------------------------------
-
-
-INJECT_HELP = "print manifests with Lanes injected into every pod template (offline, like istioctl kube-inject)"
-
-
-def add_inject(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "inject",
-        help=INJECT_HELP,
-        description=(
-            "Read Kubernetes manifests (multi-document YAML, List kinds) and print them with the Lanes mutation "
-            "applied to every Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob pod template. "
-            "Other kinds pass through unchanged. Warnings go to stderr."
-        ),
-    )
-    parser.add_argument("-f", "--filename", required=True, metavar="FILE", help="manifest file, or - for stdin")
-    parser.add_argument("--defaults", metavar="FILE", help="cluster defaults file (YAML/JSON, as in the Helm chart)")
-    parser.add_argument(
-        "--set", dest="settings", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
-        help="override one cluster default, e.g. --set drain=20s --set tagHeader=x-env (repeatable)",
-    )
-    parser.add_argument(
-        "--namespace-annotation", dest="ns_annotations", action="append", default=[], type=_key_value,
-        metavar="KEY=VALUE", help="annotation of the target namespace, e.g. lanes.io/lane=gray (repeatable)",
-    )
-    parser.add_argument(
-        "--namespace-label", dest="ns_labels", action="append", default=[], type=_key_value,
-        metavar="KEY=VALUE", help="label of the target namespace, e.g. lanes.io/lane=gray (repeatable)",
-    )
-    parser.set_defaults(func=run_inject)
-
-
-def _read_input(name: str) -> tuple[str, str]:
-    if name == "-":
-        return sys.stdin.read(), "<stdin>"
-    try:
-        return Path(name).read_text(encoding="utf-8"), name
-    except OSError as exc:
-        raise UserError(f"cannot read {name}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"cannot read {name}: not UTF-8 text") from None
-
-
-def run_inject(args: argparse.Namespace) -> int:
-    from webhook.contract.defaults import DefaultsError, load_defaults, override_defaults
-    from webhook.injection.manifests import InjectOptions, ManifestError, dump_documents, inject_text
-
-    try:
-        defaults = override_defaults(load_defaults(args.defaults), args.settings, "--set")
-        text, source = _read_input(args.filename)
-        options = InjectOptions(defaults, dict(args.ns_annotations), dict(args.ns_labels))
-        result = inject_text(text, options, source)
-    except (DefaultsError, ManifestError) as exc:
-        raise UserError(str(exc)) from None
-    sys.stdout.write(dump_documents(result.documents))
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return EXIT_OK
-
-
-def add_doctor(subparsers: Subparsers) -> None:
-    from webhook.cli import doctor
-
-    doctor.add_parser(subparsers)
+    def load(self) -> ModuleType:
+        module = importlib.import_module(self.module)
+        for function in ("register", "run"):
+            if not callable(getattr(module, function, None)):
+                raise TypeError(f"{self.module} must define {function}() to be a lanes subcommand")
+        return module
 
 
 COMMANDS: list[Command] = [
-    Command("inject", INJECT_HELP, add_inject),
-    Command("doctor", "check the Lanes installation in a cluster", add_doctor),
+    Command("inject", "print manifests with Lanes injected into every pod template (offline)", "webhook.cli.inject"),
+    Command("doctor", "check the Lanes installation in a cluster", "webhook.cli.doctor"),
+    Command("lane", "create, list, describe and delete Lanes (lane routing) in a cluster", "webhook.cli.lane"),
+    Command("route", "print the objects the controller would generate for Lanes in manifests", "webhook.cli.route"),
 ]
 """Subcommands, in the order ``lanes --help`` lists them."""
 
 
-def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
-    """The ``lanes`` parser with the full parser of ``selected`` (all of them when None) and the others listed."""
+def build_parser(selected: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The ``lanes`` parser with the full parser of ``selected`` (all of them when None) and the others listed;
+    and the loaded subcommand modules by name."""
     parser = argparse.ArgumentParser(
         prog="lanes", description="Lanes: lossless deploys and lanes for Kubernetes workloads."
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
+    loaded: dict[str, ModuleType] = {}
     for command in COMMANDS:
         if selected is None or command.name == selected:
-            command.add(subparsers)
+            loaded[command.name] = module = command.load()
+            module.register(subparsers)
         else:
             subparsers.add_parser(command.name, help=command.help)
-    return parser
+    return parser, loaded
 
 
 def _selected(argv: Sequence[str]) -> str:
@@ -144,11 +81,10 @@ def _selected(argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lanes``; returns the exit status (argparse's own exits, such as ``--help``, included)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    selected = _selected(arguments)
     try:
-        parser = build_parser(selected)
+        parser, modules = build_parser(_selected(arguments))
         args = parser.parse_args(arguments)
-        status: int = args.func(args)
+        status: int = modules[args.command].run(args)
         return status
     except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE

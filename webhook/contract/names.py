@@ -38,6 +38,8 @@ ANN_DRAIN: Final = "lanes.io/drain"
 ANN_OFFLINE_NOTIFY: Final = "lanes.io/offline-notify"
 ANN_PORT: Final = "lanes.io/port"
 ANN_AGENT: Final = "lanes.io/agent"
+ANN_REGISTRY: Final = "lanes.io/registry"
+ANN_REGISTRY_SECRET: Final = "lanes.io/registry-secret"
 
 # --- annotation written by the webhook ------------------------------------------------------------------------
 ANN_STATUS: Final = "lanes.io/status"
@@ -67,7 +69,38 @@ AGENT_PATH_PRESTOP: Final = "/prestop"
 AGENT_PATH_HEALTHZ: Final = "/healthz"
 AGENT_PATH_METRICS: Final = "/metrics"
 
-NONROOT_UID: Final = 65532  # the "nonroot" user of distroless images; the helper image runs as it
+NONROOT_UID: Final = 65532  # the "nonroot" user of distroless images; the helper image's numeric USER
+
+# --- service meshes and other proxy sidecars (never the app; webhook/injection/mesh.py) -------------------------
+MESH_PROXY_CONTAINERS: Final = frozenset(
+    (
+        "istio-proxy",  # Istio (sidecar and gateway pods; a native sidecar in initContainers since 1.19)
+        "linkerd-proxy",  # Linkerd 2
+        "consul-dataplane",  # Consul on Kubernetes >= 1.0
+        "envoy-sidecar",  # Consul on Kubernetes < 1.0
+        "consul-sidecar",  # Consul on Kubernetes < 1.0 (lifecycle sidecar)
+        "kuma-sidecar",  # Kuma and Kong Mesh
+        "nginx-mesh-sidecar",  # NGINX Service Mesh
+        "daprd",  # Dapr's sidecar: not a mesh, but never the app either
+    )
+)
+"""Names the meshes' injectors give their proxy container: skipped when choosing the app container and port."""
+ISTIO_PROXY: Final = "istio-proxy"
+ISTIO_KUBE_APP_PROBERS: Final = "ISTIO_KUBE_APP_PROBERS"
+"""Env of istio-proxy holding the app probes Istio rewrote to pilot-agent: ``{"/app-health/<c>/readyz": probe}``."""
+ISTIO_EXCLUDE_INBOUND_PORTS: Final = "traffic.sidecar.istio.io/excludeInboundPorts"
+LINKERD_SKIP_INBOUND_PORTS: Final = "config.linkerd.io/skip-inbound-ports"
+LINKERD_DEFAULT_SKIP_INBOUND: Final = ("4567", "4568")
+"""Linkerd's ``proxyInit.ignoreInboundPorts`` default (Galera), which a pod annotation replaces."""
+MESH_INIT_CONTAINERS: Final = {
+    ISTIO_EXCLUDE_INBOUND_PORTS: "istio-init",
+    LINKERD_SKIP_INBOUND_PORTS: "linkerd-init",
+}
+"""The init container that applies each annotation (iptables): present, it already read the pod's annotations."""
+
+# --- OpenTelemetry -------------------------------------------------------------------------------------------
+ENV_OTEL_PROPAGATORS: Final = "OTEL_PROPAGATORS"
+OTEL_PROPAGATORS_DEFAULT: Final = "tracecontext,baggage"  # the OpenTelemetry SDK default, written out
 
 # --- environment variables: app containers -----------------------------------------------------------------
 ENV_LANE: Final = "LANES_LANE"
@@ -86,6 +119,7 @@ ENV_PREWARM_DEADLINE: Final = "LANES_PREWARM_DEADLINE"
 ENV_PREWARM_TIMEOUT: Final = "LANES_PREWARM_TIMEOUT"
 ENV_PREWARM_CA_FILE: Final = "LANES_PREWARM_CA_FILE"
 ENV_PREWARM_INSECURE: Final = "LANES_PREWARM_INSECURE"
+ENV_POD_RESTART_POLICY: Final = "LANES_POD_RESTART_POLICY"  # spec.restartPolicy: Never -> prewarm retries in-process
 
 # --- environment variables: lanes-agent (mirrors helper/env.py) ---------------------------------------------
 ENV_AGENT_PORT: Final = "LANES_AGENT_PORT"
@@ -93,6 +127,9 @@ ENV_APP_PORT: Final = "LANES_APP_PORT"
 ENV_APP_HOST: Final = "LANES_APP_HOST"
 ENV_APP_READY_PATH: Final = "LANES_APP_READY_PATH"
 ENV_APP_READY_SCHEME: Final = "LANES_APP_READY_SCHEME"
+ENV_APP_READY_HOST: Final = "LANES_APP_READY_HOST"
+ENV_APP_READY_HEADERS: Final = "LANES_APP_READY_HEADERS"
+ENV_POD_IPS: Final = "LANES_POD_IPS"
 ENV_WARMUP: Final = "LANES_WARMUP"
 ENV_WARMUP_CURVE: Final = "LANES_WARMUP_CURVE"
 ENV_WARMUP_REQUESTS: Final = "LANES_WARMUP_REQUESTS"
@@ -100,6 +137,11 @@ ENV_WARMUP_REQUESTS_DEADLINE: Final = "LANES_WARMUP_REQUESTS_DEADLINE"
 ENV_DRAIN: Final = "LANES_DRAIN"
 ENV_OFFLINE_NOTIFY: Final = "LANES_OFFLINE_NOTIFY"
 ENV_REGISTRIES: Final = "LANES_REGISTRIES"
+ENV_REGISTRY: Final = "LANES_REGISTRY"
+ENV_REGISTER_DELAY: Final = "LANES_REGISTER_DELAY"
+ENV_REGISTRY_USERNAME: Final = "LANES_REGISTRY_USERNAME"
+ENV_REGISTRY_PASSWORD: Final = "LANES_REGISTRY_PASSWORD"
+ENV_REGISTRY_ACCESS_TOKEN: Final = "LANES_REGISTRY_ACCESS_TOKEN"
 
 # --- kinds ----------------------------------------------------------------------------------------------------
 KIND_REPLICASET: Final = "ReplicaSet"

@@ -65,9 +65,12 @@ from webhook.contract.values import (
     parse_policy,
     parse_port,
     parse_positive_duration,
+    parse_registry,
+    parse_secret_name,
     parse_switch,
     parse_tag_header,
     parse_target_list,
+    parse_uid,
     parse_url_list,
     parse_warmup_requests_text,
 )
@@ -212,8 +215,8 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "app_port", int | None, None, parse_port, annotation=names.ANN_PORT, env=env.APP_PORT,
         doc="the app's port: what the agent waits for and warms up",
-        computed="first `containerPort` of the first container; failing that, the port of its httpGet/tcpSocket"
-        " readiness probe",
+        computed="first TCP `containerPort` of the first container that is not a mesh proxy (`istio-proxy`,"
+        " `linkerd-proxy`, ...); failing that, the port of its httpGet/tcpSocket readiness probe",
         format="port number 1..65535, or the name of a container port (resolved to its number)",
         example="`8080`, `http`",
     ),
@@ -237,7 +240,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     Setting(
         "register_delay", float, "0s", parse_duration, annotation=names.ANN_REGISTER_DELAY,
-        helm="defaults.registerDelay",
+        env=env.REGISTER_DELAY, helm="defaults.registerDelay",
         doc="extra hold of the `lanes.io/registered` readiness gate after all containers are ready",
         format=_DURATION, example="`10s`",
     ),
@@ -271,6 +274,22 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         doc="receivers of the agent's going-offline broadcast",
         format="comma list of `http(s)://host[:port]/path`", example="`http://registry.infra:8080/offline`",
     ),
+    Setting(
+        "registry", str | None, "", parse_registry, annotation=names.ANN_REGISTRY, env=env.REGISTRY,
+        helm="defaults.registry",
+        doc="an external registry the agent puts the pod into once ready (after the register delay), ramps and"
+        " takes it out of first at preStop (docs/registries.md)",
+        format="`nacos://host[:port][/context]?service=&group=&namespace=&cluster=&mode=register\\|manage&port="
+        "&weight=&api=v2\\|v3` (`service` defaults to `lanes.io/app`)",
+        example="`nacos://nacos.infra:8848?service=orders&mode=manage`",
+    ),
+    Setting(
+        "registry_secret", str | None, "", parse_secret_name, annotation=names.ANN_REGISTRY_SECRET,
+        helm="defaults.registrySecret",
+        doc="Secret in the pod's namespace with the registry's `username` + `password` or `accessToken`; the agent"
+        " gets them as env from the Secret, never in clear",
+        format="Secret name", example="`nacos-credentials`",
+    ),
     # --- the installation, continued -------------------------------------------------------------------------
     Setting(
         "shutdown_budget", float, "15s", parse_duration, helm="defaults.shutdownBudget",
@@ -282,6 +301,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
         as_is, kept=HelperResources, helm="defaults.resources",
         doc="requests and limits of both injected containers",
+    ),
+    Setting(
+        "run_as_user", int | None, "", parse_uid, kept=int | str, helm="defaults.runAsUser",
+        doc="`runAsUser`/`runAsGroup` of both injected containers; empty: none, the image's numeric `USER 65532`"
+        " runs (or the UID OpenShift's restricted-v2 assigns), except in pods whose own `runAsUser` is 0",
     ),
 )
 """Every setting, in ``ClusterDefaults`` order (which its validation messages follow)."""
@@ -295,6 +319,10 @@ SETTING_ANNOTATIONS: Final = tuple(BY_ANNOTATION)
 """Annotations a user sets."""
 KNOWN_ANNOTATIONS: Final = frozenset((*SETTING_ANNOTATIONS, names.ANN_STATUS))
 """Every ``lanes.io/*`` annotation key that is not a typo."""
+
+
+RECORDED_WHEN_SET: Final = ("registry", "registry_secret", "run_as_user")
+"""Settings added after the first ``lanes.io/status`` format, recorded in it only when set."""
 
 
 def _default(field: str) -> Any:
@@ -333,15 +361,24 @@ class LanesConfig(BaseModel):
     prewarm_timeout: float = _default("prewarm_timeout")
     drain: float = _default("drain")
     offline_notify: tuple[str, ...] = _default("offline_notify")
+    registry: str | None = _default("registry")
+    registry_secret: str | None = _default("registry_secret")
     shutdown_budget: float = _default("shutdown_budget")
     helper_image: str = _default("helper_image")
     image_pull_policy: str = _default("image_pull_policy")
     resources: dict[str, dict[str, str]] = _default("resources")
+    run_as_user: int | None = _default("run_as_user")
 
     @cached_property
     def as_json(self) -> dict[str, Any]:
-        """Plain JSON form (lists, not tuples) as recorded in ``lanes.io/status``."""
-        return self.model_dump(mode="json")
+        """Plain JSON form (lists, not tuples) as recorded in ``lanes.io/status``. Fields in
+        :data:`RECORDED_WHEN_SET` are left out while unset, so pods that do not use them keep the status (and
+        hash) earlier releases wrote."""
+        data = self.model_dump(mode="json")
+        for name in RECORDED_WHEN_SET:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
     @cached_property
     def json_text(self) -> str:

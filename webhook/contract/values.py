@@ -14,6 +14,7 @@ import re
 from functools import lru_cache
 from typing import Any, Literal
 
+from helper.registries import nacos_url
 from helper.specs import parse_curve, parse_targets, parse_urls, parse_warmup_requests
 from webhook.contract.durations import parse_duration
 from webhook.contract.messages import quote
@@ -129,6 +130,25 @@ def parse_agent_port(value: object) -> int:
     return number
 
 
+MAX_UID = 2**31 - 1  # Kubernetes' runAsUser range
+
+
+def parse_uid(value: object) -> int:
+    """A non-root user ID for the injected containers' ``runAsUser``: 1..2147483647 (0 is root, which
+    ``runAsNonRoot`` refuses)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _fail(value, "not a user ID", "65532")
+    text = str(value).strip()
+    if not text.isdecimal() or not text.isascii():
+        raise _fail(value, "not a user ID", "65532")
+    number = int(text)
+    if number == 0:
+        raise _fail(value, "0 is root, refused by runAsNonRoot", "65532")
+    if number > MAX_UID:
+        raise _fail(value, f"user IDs are 1..{MAX_UID}", "65532")
+    return number
+
+
 def parse_positive_duration(value: object) -> float:
     """A duration (:func:`~webhook.contract.durations.parse_duration`) that must be more than 0: a deadline."""
     seconds = parse_duration(value)
@@ -159,6 +179,27 @@ def parse_url_list(value: Any) -> tuple[str, ...]:
     """Going-offline receivers: the URLs as written, in order, once validated by helper.specs."""
     parse_urls(value)
     return tuple(item.strip() for item in str(value).split(",") if item.strip())
+
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def parse_registry(value: Any) -> str:
+    """An external registry URL (``nacos://...``), validated by helper/registries/nacos_url.py, kept as written."""
+    text = _text(value, nacos_url.EXAMPLE)
+    try:
+        nacos_url.parse(text)
+    except nacos_url.RegistryUrlError as error:
+        raise ValueError(f"{quote(text)}: {error}") from None
+    return text
+
+
+def parse_secret_name(value: Any) -> str:
+    """The name of a Secret in the pod's namespace (a DNS subdomain)."""
+    text = _text(value, "nacos-credentials")
+    if not _DNS_SUBDOMAIN.fullmatch(text):
+        raise _fail(value, "not a Secret name (lowercase a-z, 0-9, '-', '.')", "nacos-credentials")
+    return text
 
 
 def parse_nonempty(value: object) -> object:

@@ -13,7 +13,7 @@ from typing import Any
 from webhook.contract import names
 from webhook.contract.defaults import ClusterDefaults
 from webhook.contract.messages import add_prefix, spec_reason
-from webhook.injection.mutation import mutate_admissible, skip_reason
+from webhook.injection.mutation import mutate_admissible, skip_message, skip_reason
 from webhook.injection.objects import as_dict
 from webhook.injection.patch import make_ops
 from webhook.injection.resolve import (
@@ -47,12 +47,14 @@ def admit_pod(
     """Skip checks -> resolve (pod > workload > namespace > defaults) -> mutate -> JSON Patch.
 
     Skip reasons: ``own-namespace``, ``opted-out``, ``hostNetwork``, ``windows``, ``invalid-pod`` (left for the
-    API server to reject) and ``already-injected`` (``lanes.io/status`` is current: reinvocation is a no-op).
+    API server to reject), ``mesh-proxy-only`` and ``reserved-name`` (both with a warning saying why) and
+    ``already-injected`` (``lanes.io/status`` is current: reinvocation is a no-op).
     Warnings carry the ``lanes: `` prefix and are at most 120 characters.
     """
     reason = skip_reason(pod, namespace, defaults.own_namespace)
     if reason is not None:
-        return PodAdmission(skip_reason=reason)
+        message = skip_message(pod, reason)
+        return PodAdmission(warnings=[add_prefix(message)] if message else [], skip_reason=reason)
     resolution = resolve_pod(pod, namespace, defaults, owners)
     mutation = mutate_admissible(pod, resolution.config)
     warnings = [add_prefix(w) for w in _dedupe(resolution.warnings + mutation.warnings)]

@@ -5,8 +5,9 @@ What it injects is the product contract (docs/reference.md):
 - labels ``lanes.io/lane`` and ``lanes.io/app``; annotation ``lanes.io/status`` (JSON, see :func:`status_of`);
 - on every app container: ``LANES_LANE``, ``LANES_APP``, ``LANES_TAG_HEADER``, ``LANES_POD_NAME``,
   ``LANES_POD_NAMESPACE``, ``LANES_POD_IP`` (prepended, so the app's own variables may reference them as
-  ``$(LANES_LANE)``), and ``lanes.lane=<lane>`` merged into ``OTEL_RESOURCE_ATTRIBUTES``; a variable the user
-  already set is never overridden (warning);
+  ``$(LANES_LANE)``), ``lanes.lane=<lane>`` merged into ``OTEL_RESOURCE_ATTRIBUTES`` and
+  ``OTEL_PROPAGATORS=tracecontext,baggage`` when the app sets none; a variable the user already set is never
+  overridden (warning);
 - ``lanes-prewarm`` init container (when prewarm targets are configured) and the ``lanes-agent`` native sidecar,
   both appended after the user's init containers, prewarm first: user init containers keep their semantics and
   ordering (they may prepare what a dependency check needs, e.g. a mesh proxy), the dependency check runs right
@@ -16,7 +17,11 @@ What it injects is the product contract (docs/reference.md):
   agent's port *number* (the kubelet resolves a named port of a hook against the hook's own container), or a
   ``sleep`` of the drain in minimal mode;
 - readiness gate ``lanes.io/registered``; ``terminationGracePeriodSeconds`` raised (never lowered) so that drain
-  plus the app's shutdown budget fit.
+  plus the app's shutdown budget fit;
+- with the agent, its port merged into the meshes' inbound-capture exclusions (webhook/injection/mesh.py).
+
+Pods it leaves alone are decided by :func:`skip_reason` from the pod alone (the controller's repair agrees with
+it): besides the obvious ones, mesh gateway pods and pods whose own containers carry a name Lanes injects.
 
 The result shares unchanged subtrees with the input (copy-on-write): the input is never modified, and the patch
 builder (webhook.injection.patch) skips every subtree that is the very same object, which keeps admission well under a
@@ -32,7 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -40,7 +45,9 @@ from webhook.contract import names
 from webhook.contract.durations import format_duration, format_seconds
 from webhook.contract.messages import clip, quote
 from webhook.contract.settings import LanesConfig
+from webhook.injection import mesh
 from webhook.injection.objects import as_dict, as_list
+from webhook.injection.resolve import is_tcp, probe_port
 
 Pod = dict[str, Any]
 
@@ -49,18 +56,36 @@ STATUS_VERSION = 1
 
 DEFAULT_GRACE_SECONDS = 30  # Kubernetes' default terminationGracePeriodSeconds
 
-def security_context() -> dict[str, Any]:
-    """Pod Security ``restricted`` for an injected container (a fresh object each time: never shared)."""
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": names.NONROOT_UID,
-        "runAsGroup": names.NONROOT_UID,
+def security_context(uid: int | None = None) -> dict[str, Any]:
+    """Pod Security ``restricted`` for an injected container (a fresh object each time: never shared).
+
+    ``uid`` None leaves the user to the image (its numeric ``USER 65532:65532``) or to the platform: OpenShift's
+    restricted-v2 assigns a UID from the namespace's range and rejects containers that ask for another one.
+    ``runAsNonRoot`` is what Pod Security ``restricted`` requires, and the kubelet enforces it against the image's
+    numeric user. See :func:`helper_uid` for when a UID is set anyway."""
+    context: dict[str, Any] = {"runAsNonRoot": True}
+    if uid is not None:
+        context["runAsUser"] = uid
+        context["runAsGroup"] = uid
+    context.update({
         "allowPrivilegeEscalation": False,
         "privileged": False,
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    })
+    return context
+
+
+def helper_uid(config: LanesConfig, pod: Pod) -> int | None:
+    """The ``runAsUser`` of the injected containers: the ``run_as_user`` setting; unset, none (the image's user),
+    except in a pod whose own ``securityContext.runAsUser`` is 0: the containers would inherit root and the kubelet
+    would refuse them under ``runAsNonRoot``, so they run as the image's user explicitly."""
+    if config.run_as_user is not None:
+        return config.run_as_user
+    pod_context = as_dict(as_dict(pod.get("spec")).get("securityContext"))
+    root = pod_context.get("runAsUser") == 0 and not isinstance(pod_context.get("runAsUser"), bool)
+    return names.NONROOT_UID if root else None
 
 
 @dataclass(slots=True)
@@ -99,7 +124,13 @@ def _covers(existing: Any, desired: Any) -> bool:
 def skip_reason(pod: Pod, namespace: str | None = None, own_namespace: str | None = None) -> str | None:
     """Why ``pod`` must not be touched, or None. Reasons: ``own-namespace`` (the webhook's own pods must start
     when the webhook is down), ``opted-out`` (label ``lanes.io/inject: "false"``), ``hostNetwork`` (the agent's port
-    would be a node port shared by every such pod), ``windows`` (the helper image is Linux), ``invalid-pod``."""
+    would be a node port shared by every such pod), ``windows`` (the helper image is Linux: ``spec.os``, the
+    ``kubernetes.io/os`` nodeSelector, or a required node affinity that admits only Windows), ``invalid-pod``,
+    ``mesh-proxy-only`` (a mesh gateway: the mesh manages its proxy's lifecycle) and ``reserved-name`` (a user
+    container is named like one Lanes injects: injecting would duplicate or replace it).
+
+    Only properties of the pod itself, never of the configuration: the controller's repair uses this too, and must
+    never evict a pod admission deliberately left alone. :func:`skip_message` says why, for the user."""
     if own_namespace and namespace == own_namespace:
         return "own-namespace"
     if not isinstance(pod, dict):
@@ -113,7 +144,7 @@ def skip_reason(pod: Pod, namespace: str | None = None, own_namespace: str | Non
         return "opted-out"
     if spec.get("hostNetwork") is True:
         return "hostNetwork"
-    if as_dict(spec.get("os")).get("name") == "windows":
+    if _windows(spec):
         return "windows"
     app = spec.get("containers")
     if not isinstance(app, list) or not app:
@@ -125,6 +156,73 @@ def skip_reason(pod: Pod, namespace: str | None = None, own_namespace: str | Non
         for container in items or ():
             if not isinstance(container, dict) or not isinstance(container.get("name"), str):
                 return "invalid-pod"
+    if not mesh.app_containers(app):
+        return "mesh-proxy-only"
+    if _reserved_conflict(pod) is not None:
+        return "reserved-name"
+    return None
+
+
+_OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
+
+
+def _windows_only_term(term: Any) -> bool:
+    """A nodeSelectorTerm that matches only Windows nodes (its expressions are ANDed: one such is enough)."""
+    for expression in as_list(as_dict(term).get("matchExpressions")):
+        expression = as_dict(expression)
+        values = as_list(expression.get("values"))
+        key, operator = expression.get("key"), expression.get("operator")
+        if key in _OS_LABELS and operator == "In" and values and all(value == "windows" for value in values):
+            return True
+    return False
+
+
+def _windows(spec: dict[str, Any]) -> bool:
+    """Whether the pod can only run on Windows nodes: ``spec.os.name``, the OS nodeSelector, or a required node
+    affinity whose every term (terms are ORed) requires ``kubernetes.io/os In [windows]``."""
+    if as_dict(spec.get("os")).get("name") == "windows":
+        return True
+    selector = as_dict(spec.get("nodeSelector"))
+    if any(selector.get(label) == "windows" for label in _OS_LABELS):
+        return True
+    required = as_dict(as_dict(as_dict(spec.get("affinity")).get("nodeAffinity")).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ))
+    terms = as_list(required.get("nodeSelectorTerms"))
+    return bool(terms) and all(_windows_only_term(term) for term in terms)
+
+
+def _recorded_init_containers(pod: Pod) -> list[str]:
+    """The init containers ``lanes.io/status`` says Lanes injected (what re-invocation may update)."""
+    recorded = as_list(as_dict(as_dict(read_status(pod)).get("injected")).get("initContainers"))
+    return [name for name in recorded if isinstance(name, str)]
+
+
+def _reserved_conflict(pod: Pod) -> str | None:
+    """The message when a user container carries a name Lanes injects, or None. App containers never may (Lanes
+    only injects init containers); an init container may when ``lanes.io/status`` records it as Lanes' own, once."""
+    spec = pod["spec"]
+    for container in spec["containers"]:
+        if container["name"] in names.INJECTED_CONTAINERS:
+            return f"container {quote(container['name'])} has a name Lanes injects; not injected (rename it)"
+    init_names = [c["name"] for c in spec.get("initContainers") or ()]
+    reserved = [name for name in init_names if name in names.INJECTED_CONTAINERS]
+    if not reserved:
+        return None
+    ours = _recorded_init_containers(pod)
+    for name in reserved:
+        if name not in ours or init_names.count(name) > 1:
+            return f"initContainers {quote(name)} has a name Lanes injects; not injected (rename it)"
+    return None
+
+
+def skip_message(pod: Pod, reason: str | None) -> str | None:
+    """What to tell the user about a skip that is a surprise (the others are expected and stay silent)."""
+    if reason == "reserved-name":
+        return _reserved_conflict(pod)
+    if reason == "mesh-proxy-only":
+        proxies = ", ".join(mesh.proxy_names(pod["spec"]["containers"]))
+        return clip(f"only mesh proxy containers ({proxies}): a mesh gateway; not injected")
     return None
 
 
@@ -180,6 +278,7 @@ _APP_ENV_NAMES = frozenset(
         names.ENV_POD_NAMESPACE,
         names.ENV_POD_IP,
         names.ENV_OTEL_RESOURCE_ATTRIBUTES,
+        names.ENV_OTEL_PROPAGATORS,
     )
 )
 
@@ -190,6 +289,16 @@ def _env_names(env: list[Any]) -> list[Any]:
         return list(map(dict.get, env, repeat("name")))
     except TypeError:
         return [item.get("name") if isinstance(item, dict) else None for item in env]
+
+
+def _positions(present: list[Any]) -> dict[str, int]:
+    """Where each variable Lanes manages first appears among ``present`` (env entry names). Names that are not
+    strings (a malformed pod the API server will reject) are skipped, never hashed."""
+    try:
+        wanted: Any = _APP_ENV_NAMES.intersection(present)  # at C speed: the usual all-strings list
+    except TypeError:  # an unhashable name (a dict, a list)
+        wanted = [key for key in _APP_ENV_NAMES if key in present]
+    return {key: present.index(key) for key in wanted}
 
 
 def app_env(config: LanesConfig) -> list[dict[str, Any]]:
@@ -204,7 +313,9 @@ def app_env(config: LanesConfig) -> list[dict[str, Any]]:
     ]
 
 
-def _helper_container(name: str, args: list[str], env: list[dict[str, Any]], config: LanesConfig) -> dict[str, Any]:
+def _helper_container(
+    name: str, args: list[str], env: list[dict[str, Any]], config: LanesConfig, uid: int | None
+) -> dict[str, Any]:
     return {
         "name": name,
         "image": config.helper_image,
@@ -212,12 +323,12 @@ def _helper_container(name: str, args: list[str], env: list[dict[str, Any]], con
         "args": args,
         "env": env,
         "resources": {kind: dict(values) for kind, values in config.resources.items()},
-        "securityContext": security_context(),
+        "securityContext": security_context(uid),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 
-def prewarm_container(config: LanesConfig) -> dict[str, Any]:
+def prewarm_container(config: LanesConfig, uid: int | None = None, restart_policy: Any = None) -> dict[str, Any]:
     """``lanes-prewarm``: checks every dependency target once before the app starts (env contract in
     docs/architecture.md)."""
     env = [
@@ -226,7 +337,9 @@ def prewarm_container(config: LanesConfig) -> dict[str, Any]:
         {"name": names.ENV_PREWARM_DEADLINE, "value": format_seconds(config.prewarm_deadline)},
         {"name": names.ENV_PREWARM_TIMEOUT, "value": format_seconds(config.prewarm_timeout)},
     ]
-    return _helper_container(names.CONTAINER_PREWARM, ["prewarm"], env, config)
+    if restart_policy == "Never":  # the kubelet will not run it again after a failure: it retries in-process
+        env.append({"name": names.ENV_POD_RESTART_POLICY, "value": restart_policy})
+    return _helper_container(names.CONTAINER_PREWARM, ["prewarm"], env, config, uid)
 
 
 def _probe(path: str, period: int, failures: int, timeout: int) -> dict[str, Any]:
@@ -240,15 +353,58 @@ def _probe(path: str, period: int, failures: int, timeout: int) -> dict[str, Any
     }
 
 
-def agent_container(config: LanesConfig, ready: tuple[str, str] | None) -> dict[str, Any]:
+_REGISTRY_SECRET_KEYS = (
+    (names.ENV_REGISTRY_USERNAME, "username"),
+    (names.ENV_REGISTRY_PASSWORD, "password"),
+    (names.ENV_REGISTRY_ACCESS_TOKEN, "accessToken"),
+)
+
+
+def registry_env(config: LanesConfig) -> list[dict[str, Any]]:
+    """The agent's external registry (``lanes.io/registry``): its URL, the register delay, and the credentials as
+    ``valueFrom.secretKeyRef`` of ``lanes.io/registry-secret`` (optional keys: username + password, or accessToken),
+    so no secret is ever in the pod spec in clear."""
+    if config.registry is None:
+        return []
+    env: list[dict[str, Any]] = [
+        {"name": names.ENV_REGISTRY, "value": config.registry},
+        {"name": names.ENV_REGISTER_DELAY, "value": format_seconds(config.register_delay)},
+    ]
+    if config.registry_secret is not None:
+        for env_name, key in _REGISTRY_SECRET_KEYS:
+            ref = {"name": config.registry_secret, "key": key, "optional": True}
+            env.append({"name": env_name, "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+class ReadyProbe(NamedTuple):
+    """The app's httpGet readiness probe as the agent repeats it (shared contract with helper/config.py)."""
+
+    path: str
+    scheme: str
+    host: str | None = None
+    """``httpGet.host``: the kubelet dials it instead of the pod IP."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """``httpGet.httpHeaders`` in order (a Cookie, a Host); passed as JSON ``[{"name", "value"}]``."""
+
+
+def agent_container(
+    config: LanesConfig, ready: ReadyProbe | tuple[str, str] | None, uid: int | None = None
+) -> dict[str, Any]:
     """``lanes-agent``: the native sidecar (init container with ``restartPolicy: Always``). ``ready`` is the app's
-    httpGet readiness probe ``(path, scheme)`` handed over so the agent waits for it, not just for the port."""
+    httpGet readiness probe handed over so the agent waits for it, not just for the port."""
     env = [{"name": names.ENV_AGENT_PORT, "value": str(config.agent_port)}]
     if config.app_port is not None:
         env.append({"name": names.ENV_APP_PORT, "value": str(config.app_port)})
     if ready is not None:
-        env.append({"name": names.ENV_APP_READY_PATH, "value": ready[0]})
-        env.append({"name": names.ENV_APP_READY_SCHEME, "value": ready[1]})
+        probe = ReadyProbe(*ready)
+        env.append({"name": names.ENV_APP_READY_PATH, "value": probe.path})
+        env.append({"name": names.ENV_APP_READY_SCHEME, "value": probe.scheme})
+        if probe.host:
+            env.append({"name": names.ENV_APP_READY_HOST, "value": probe.host})
+        if probe.headers:
+            headers = [{"name": name, "value": value} for name, value in probe.headers]
+            env.append({"name": names.ENV_APP_READY_HEADERS, "value": orjson.dumps(headers).decode()})
     env.append({"name": names.ENV_WARMUP, "value": format_seconds(config.warmup)})
     env.append({"name": names.ENV_WARMUP_CURVE, "value": config.warmup_curve})
     if config.warmup_requests:
@@ -256,12 +412,14 @@ def agent_container(config: LanesConfig, ready: tuple[str, str] | None) -> dict[
     env.append({"name": names.ENV_DRAIN, "value": format_seconds(config.drain)})
     if config.offline_notify:
         env.append({"name": names.ENV_OFFLINE_NOTIFY, "value": ",".join(config.offline_notify)})
+    env.extend(registry_env(config))
     env.extend(item for item in app_env(config) if item["name"] != names.ENV_TAG_HEADER)
-    container = _helper_container(names.CONTAINER_AGENT, ["agent"], env, config)
+    env.append(_field_env(names.ENV_POD_IPS, "status.podIPs"))  # the agent tries each to reach the app
+    container = _helper_container(names.CONTAINER_AGENT, ["agent"], env, config, uid)
     container["restartPolicy"] = "Always"
     container["ports"] = [{"name": names.AGENT_PORT_NAME, "containerPort": config.agent_port, "protocol": "TCP"}]
     container["startupProbe"] = _probe(names.AGENT_PATH_HEALTHZ, period=1, failures=30, timeout=1)
-    container["readinessProbe"] = _probe(names.AGENT_PATH_READY, period=2, failures=2, timeout=1)
+    container["readinessProbe"] = _probe(names.AGENT_PATH_READY, period=1, failures=2, timeout=1)
     container["livenessProbe"] = _probe(names.AGENT_PATH_HEALTHZ, period=10, failures=3, timeout=2)
     return container
 
@@ -283,7 +441,8 @@ def mutate(pod: Pod, config: LanesConfig) -> Mutation:
     that passes :func:`skip_reason` (a pod that does not is returned unchanged with the reason)."""
     reason = skip_reason(pod)
     if reason is not None:
-        return Mutation(pod, [], reason)
+        message = skip_message(pod, reason)
+        return Mutation(pod, [message] if message else [], reason)
     return mutate_admissible(pod, config)
 
 
@@ -311,6 +470,7 @@ class _Injector:
         self.previous = as_dict(as_dict(status).get("injected")) if status is not None else None
         self.injected: dict[str, Any] = {}
         self.app_env: list[dict[str, Any]] = []
+        self.uid = helper_uid(config, pod)
 
     def run(self) -> Mutation:
         self._labels()
@@ -319,6 +479,7 @@ class _Injector:
         self._readiness_gate()
         self._grace_period()
         annotations = dict(as_dict(self.metadata.get("annotations")))
+        self._inbound_exclusions(annotations)
         annotations[names.ANN_STATUS] = status_of(self.config, self.injected)
         self.metadata["annotations"] = annotations
         return Mutation(self.out, self.warnings)
@@ -342,7 +503,7 @@ class _Injector:
 
     # app containers ----------------------------------------------------------------------------------------
 
-    def _app_containers(self) -> tuple[str, str] | None:
+    def _app_containers(self) -> ReadyProbe | None:
         """Env and preStop on every app container; returns the readiness probe handed over to the agent."""
         previous = as_dict(as_dict(self.previous).get("containers"))
         hook = pre_stop(self.config)
@@ -367,10 +528,9 @@ class _Injector:
     def _env(self, container: dict[str, Any], before: dict[str, Any], record: dict[str, Any]) -> None:
         name = container["name"]
         original = as_list(container.get("env"))
-        ours_before = set(as_list(before.get("env")))
+        ours_before = {key for key in as_list(before.get("env")) if isinstance(key, str)}
         env = list(original)
-        present = _env_names(original)
-        index = {key: present.index(key) for key in _APP_ENV_NAMES.intersection(present)}
+        index = _positions(_env_names(original))
         missing = []
         added = []
         for wanted in self.app_env:
@@ -389,6 +549,8 @@ class _Injector:
             env[:0] = missing
         otel = index.get(names.ENV_OTEL_RESOURCE_ATTRIBUTES)
         self._otel(container, env, None if otel is None else otel + len(missing), before, record)
+        propagators = index.get(names.ENV_OTEL_PROPAGATORS)
+        self._propagators(container, env, None if propagators is None else propagators + len(missing), before, record)
         if added:
             record["env"] = added
         if env != original:
@@ -434,6 +596,43 @@ class _Injector:
         if value != item.get("value"):
             env[position] = {**item, "value": value}
 
+    def _propagators(
+        self,
+        container: dict[str, Any],
+        env: list[Any],
+        position: int | None,
+        before: dict[str, Any],
+        record: dict[str, Any],
+    ) -> None:
+        """Make the OpenTelemetry SDK propagate W3C baggage, which carries ``lanes.lane`` from hop to hop.
+
+        Unset, ``OTEL_PROPAGATORS`` is added with the SDK's own default written out (``tracecontext,baggage``):
+        explicit, it survives distributions whose default differs. Set by the user, it is never overridden; without
+        ``baggage`` the user hears that lanes will not travel in baggage. With ``envFrom`` and no explicit entry
+        nothing is added: an explicit entry would override whatever the ConfigMap or Secret sets, and when it sets
+        nothing the SDK default already propagates baggage."""
+        key = names.ENV_OTEL_PROPAGATORS
+        wanted = {"name": key, "value": names.OTEL_PROPAGATORS_DEFAULT}
+        if position is None:
+            if container.get("envFrom") and before.get("propagators") != "added":
+                return
+            env.append(wanted)
+            record["propagators"] = "added"
+            return
+        if before.get("propagators") == "added":
+            record["propagators"] = "added"
+            if not _covers(env[position], wanted):
+                env[position] = wanted
+            return
+        value = env[position].get("value")
+        if "valueFrom" in env[position] or not isinstance(value, str) or not value.strip():
+            return  # from elsewhere (nothing to read here), or empty: the SDK treats that as unset
+        if "baggage" not in {part.strip().lower() for part in value.split(",")}:
+            self.warnings.append(
+                clip(f"container {quote(container['name'], 30)} sets {key} without baggage: lanes will not pass"
+                     " through OpenTelemetry baggage")
+            )
+
     def _pre_stop(
         self, container: dict[str, Any], before: dict[str, Any], record: dict[str, Any], hook: dict[str, Any] | None
     ) -> None:
@@ -458,31 +657,28 @@ class _Injector:
             container["lifecycle"] = {**lifecycle, "preStop": hook}
 
     def _app_container(self) -> dict[str, Any]:
-        """The container serving the app port (the one declaring it), else the first container."""
+        """The container serving the app port (the one declaring it as TCP), else the first one that is not a
+        mesh proxy, else the first container."""
         port = self.config.app_port
         for container in self.spec["containers"]:
             for item in as_list(container.get("ports")):
-                if isinstance(item, dict) and port is not None and item.get("containerPort") == port:
+                if isinstance(item, dict) and port is not None and item.get("containerPort") == port and is_tcp(item):
                     return container
-        first: dict[str, Any] = self.spec["containers"][0]
+        candidates = mesh.app_containers(self.spec["containers"]) or self.spec["containers"]
+        first: dict[str, Any] = candidates[0]
         return first
 
-    def _readiness_handover(self) -> tuple[str, str] | None:
-        """The app's httpGet readiness probe as ``(path, scheme)`` when it probes the app port."""
+    def _readiness_handover(self) -> ReadyProbe | None:
+        """The app's httpGet readiness probe when it probes the app port (as the app wrote it, when Istio
+        rewrote it to its own agent): path, scheme, host and headers."""
         if not self.config.agent:
             return None
         container = self._app_container()
-        http = as_dict(as_dict(container.get("readinessProbe")).get("httpGet"))
+        probe = mesh.istio_original_probe(self.out, as_dict(container.get("readinessProbe")))
+        http = as_dict(probe.get("httpGet"))
         if not http:
             return None
-        port = http.get("port")
-        if isinstance(port, str) and not port.isdigit():
-            port = next(
-                (p.get("containerPort") for p in as_list(container.get("ports")) if as_dict(p).get("name") == port),
-                None,
-            )
-        elif isinstance(port, str):
-            port = int(port)
+        port = probe_port(container, probe)
         if port is None or port != self.config.app_port:
             return None
         raw_path = http.get("path")
@@ -490,8 +686,14 @@ class _Injector:
         scheme = str(http.get("scheme") or "HTTP").upper()
         if scheme not in ("HTTP", "HTTPS"):
             scheme = "HTTP"
+        host = http.get("host")
+        headers = tuple(
+            (item["name"], item.get("value", ""))
+            for item in map(as_dict, as_list(http.get("httpHeaders")))
+            if isinstance(item.get("name"), str) and item["name"] and isinstance(item.get("value", ""), str)
+        )
         self.injected["readyProbe"] = {"container": container["name"], "path": path, "scheme": scheme}
-        return path, scheme
+        return ReadyProbe(path, scheme, host if isinstance(host, str) and host else None, headers)
 
     def _check_ports(self) -> None:
         if self.config.agent and self.config.app_port is None and self.config.warmup_requests:
@@ -501,11 +703,15 @@ class _Injector:
 
     # init containers ---------------------------------------------------------------------------------------
 
-    def _init_containers(self, ready: tuple[str, str] | None) -> None:
+    def _init_containers(self, ready: ReadyProbe | None) -> None:
         original = as_list(self.spec.get("initContainers"))
         wanted: dict[str, dict[str, Any] | None] = {
-            names.CONTAINER_PREWARM: prewarm_container(self.config) if self.config.prewarm else None,
-            names.CONTAINER_AGENT: agent_container(self.config, ready) if self.config.agent else None,
+            names.CONTAINER_PREWARM: (
+                prewarm_container(self.config, self.uid, self.spec.get("restartPolicy"))
+                if self.config.prewarm
+                else None
+            ),
+            names.CONTAINER_AGENT: agent_container(self.config, ready, self.uid) if self.config.agent else None,
         }
         result: list[Any] = []
         present: set[str] = set()
@@ -534,6 +740,38 @@ class _Injector:
                 del self.spec["initContainers"]
 
     # pod-level ---------------------------------------------------------------------------------------------
+
+    def _inbound_exclusions(self, annotations: dict[str, Any]) -> None:
+        """Keep the agent's port out of the meshes' inbound capture (webhook/injection/mesh.py says why always).
+
+        ``lanes.io/status`` records each annotation's value before Lanes touched it (null: absent), so a new
+        agent port or minimal mode starts again from the user's own value instead of piling up ports."""
+        previous = as_dict(as_dict(self.previous).get("inboundExclusions"))
+        port = self.config.agent_port
+        init_names = {as_dict(c).get("name") for c in as_list(self.spec.get("initContainers"))}
+        record: dict[str, str | None] = {}
+        for key, mesh_default in mesh.MESH_PORT_ANNOTATIONS.items():
+            if key in previous:
+                original = previous[key] if isinstance(previous[key], str) else None
+            else:
+                original = annotations.get(key)
+                if original is not None and not isinstance(original, str):
+                    continue  # not an annotation the API server accepts: left for it to reject
+            merged = mesh.merged_ports(original, port, mesh_default) if self.config.agent else None
+            if merged is None:
+                if original is None:
+                    annotations.pop(key, None)
+                elif annotations.get(key) != original:
+                    annotations[key] = original
+                continue
+            if annotations.get(key) != merged:
+                annotations[key] = merged
+            record[key] = original
+            init = names.MESH_INIT_CONTAINERS[key]
+            if init in init_names:
+                self.warnings.append(clip(f"{init} already set up: add {port} to {key} in the pod template"))
+        if record:
+            self.injected["inboundExclusions"] = record
 
     def _readiness_gate(self) -> None:
         original = as_list(self.spec.get("readinessGates"))

@@ -24,6 +24,7 @@ from webhook.contract.defaults import ClusterDefaults
 from webhook.contract.messages import MAX_MESSAGE, clip, invalid_value, quote
 from webhook.contract.settings import ANNOTATION_SETTINGS, BY_ANNOTATION, KNOWN_ANNOTATIONS, LanesConfig, Setting
 from webhook.contract.values import app_from_name
+from webhook.injection import mesh
 from webhook.injection.objects import as_dict, as_list
 
 Pod = dict[str, Any]
@@ -116,10 +117,12 @@ def parse_annotation(key: str, value: Any, pod: Pod | None = None) -> Any:
     if not ok:
         raise parsed
     if key == names.ANN_PORT and isinstance(parsed, str) and pod is not None:
-        number = named_port(pod, parsed)
-        if number is None:
+        port = next((p for c in containers(pod) if (p := _named(c, parsed)) is not None), None)
+        if port is None:
             raise ValueError(f"{quote(value)}: no container port has this name; e.g. 8080")
-        return number
+        if not is_tcp(port):
+            raise ValueError(f"{quote(value)}: a {str(port.get('protocol')).upper()} port; the agent needs TCP")
+        return _number(port.get("containerPort"))
     return parsed
 
 
@@ -142,33 +145,83 @@ def containers(pod: Pod) -> list[dict[str, Any]]:
     return [c for c in as_list(as_dict(pod.get("spec")).get("containers")) if isinstance(c, dict)]
 
 
+def _number(value: Any) -> int | None:
+    """A port number 1..65535 (JSON integers only: ``True`` and ``8080.0`` are not ports)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
+        return value
+    return None
+
+
+def is_tcp(port: Mapping[str, Any]) -> bool:
+    """Whether a container port is TCP (the default protocol): the agent waits for and warms up a TCP port, and a
+    UDP or SCTP port never accepts a TCP connection."""
+    protocol = port.get("protocol")
+    return protocol is None or (isinstance(protocol, str) and protocol.upper() == "TCP")
+
+
+def _named(container: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    for port in as_list(container.get("ports")):
+        if isinstance(port, dict) and port.get("name") == name and _number(port.get("containerPort")) is not None:
+            return port
+    return None
+
+
 def named_port(pod: Pod, name: str) -> int | None:
     """The number of the container port called ``name`` in any app container, or None."""
     for container in containers(pod):
-        for port in as_list(container.get("ports")):
-            if isinstance(port, dict) and port.get("name") == name:
-                number = port.get("containerPort")
-                if isinstance(number, int) and not isinstance(number, bool):
-                    return number
+        port = _named(container, name)
+        if port is not None:
+            return _number(port.get("containerPort"))
+    return None
+
+
+def app_container(pod: Pod) -> dict[str, Any] | None:
+    """The container the app port defaults from: the first one that is not a mesh proxy (``istio-proxy`` comes
+    first in legacy and hold-application layouts), or None when there is nothing else (a mesh gateway pod)."""
+    return next(iter(mesh.app_containers(containers(pod))), None)
+
+
+def probe_port(container: Mapping[str, Any], probe: Mapping[str, Any]) -> int | None:
+    """The TCP port an httpGet/tcpSocket probe checks: a number, or the name of one of ``container``'s ports (the
+    kubelet resolves probe port names against the probed container)."""
+    for handler in ("httpGet", "tcpSocket"):
+        port = as_dict(probe.get(handler)).get("port")
+        if isinstance(port, str) and port.isascii() and port.isdecimal():
+            return _number(int(port))  # "8080": the API server refuses it, `lanes inject` may still read it
+        if isinstance(port, str):
+            named = _named(container, port)
+            return _number(named.get("containerPort")) if named is not None and is_tcp(named) else None
+        if port is not None:
+            return _number(port)
     return None
 
 
 def default_app_port(pod: Pod) -> int | None:
-    """The first containerPort of the first container; failing that, the port of its readiness probe."""
-    first = containers(pod)[:1]
-    if not first:
+    """The first TCP containerPort of the app container; failing that, the port of its readiness probe (the
+    probe as the app wrote it, when Istio rewrote it to its own agent)."""
+    first = app_container(pod)
+    if first is None:
         return None
-    for port in as_list(first[0].get("ports")):
-        if isinstance(port, dict):
-            number = port.get("containerPort")
-            if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 65535:
+    for port in as_list(first.get("ports")):
+        if isinstance(port, dict) and is_tcp(port):
+            number = _number(port.get("containerPort"))
+            if number is not None:
                 return number
-    probe = as_dict(first[0].get("readinessProbe"))
-    for handler in ("httpGet", "tcpSocket"):
-        number = as_dict(probe.get(handler)).get("port")
-        if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= 65535:
-            return number
-    return None
+    probe = mesh.istio_original_probe(pod, as_dict(first.get("readinessProbe")))
+    return probe_port(first, probe)
+
+
+def no_app_port_reason(pod: Pod) -> str | None:
+    """Why a pod whose app container declares ports still has no default app port: they are all UDP/SCTP."""
+    first = app_container(pod)
+    ports = [p for p in as_list(first.get("ports")) if isinstance(p, dict)] if first is not None else []
+    if not ports or any(is_tcp(p) for p in ports):
+        return None
+    protocols = "/".join(sorted({str(p.get("protocol")).upper() for p in ports}))
+    return clip(
+        f"container {quote(first.get('name') if first else '', 30)} has only {protocols} ports: no app port"
+        f" for the agent; set {names.ANN_PORT} to a TCP port"
+    )
 
 
 def default_app(pod: Pod, owner_name: str | None) -> str:
@@ -385,6 +438,10 @@ def resolve(
         values["app"] = default_app(pod, owner_name)
     if "app_port" not in sources:
         values["app_port"] = default_app_port(pod)
+        if values["app_port"] is None and values["agent"] and names.ANN_PORT not in found:
+            reason = no_app_port_reason(pod)
+            if reason is not None:
+                warnings.append(reason)
     _check_agent(pod, values, warnings)
     return Resolution(defaults.config(values), warnings, sources)
 

@@ -125,3 +125,21 @@ clientConfig:
 {{- .Values.terminationGracePeriodSeconds -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Kubernetes version ------------------------------------------------------------------------------------
+Lanes needs Kubernetes 1.30+ (native sidecar containers, and the admission features the chart uses). The check
+lives here rather than in Chart.yaml's kubeVersion because helm enforces kubeVersion against helm's compiled-in
+default (v1.20.0 in helm 3) when `helm template` runs without --kube-version, which broke every plain render and
+GitOps renderer. So: a render against a real cluster (helm install/upgrade, --dry-run included, which read the
+server's version) or with an explicit --kube-version below 1.30 fails with a message; helm's own placeholder
+v1.20.0, which only means "no cluster and no --kube-version", renders. */}}
+{{- define "lanes.minKubeVersion" -}}1.30.0-0{{- end -}}
+{{- define "lanes.helmDefaultKubeVersion" -}}v1.20.0{{- end -}}
+
+{{- define "lanes.requireKubeVersion" -}}
+{{- $version := .Capabilities.KubeVersion.Version -}}
+{{- $minimum := include "lanes.minKubeVersion" . -}}
+{{- if and (ne $version (include "lanes.helmDefaultKubeVersion" .)) (not (semverCompare (printf ">=%s" $minimum) $version)) -}}
+{{- fail (printf "Lanes needs Kubernetes 1.30 or newer (native sidecar containers); the target cluster is %s. Upgrade the cluster, or pass --kube-version to render for a newer one." $version) -}}
+{{- end -}}
+{{- end -}}
