@@ -7,7 +7,9 @@ environment (the webhook sets env vars; a human debugging with ``kubectl debug``
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +59,8 @@ class PrewarmConfig:
     ca_file: str | None = None
     insecure: bool = False
     output: str = "text"
+    restarts: bool = True
+    """The kubelet runs the init container again after a failure (the pod's restartPolicy is not ``Never``)."""
 
     @property
     def needs_tls(self) -> bool:
@@ -98,6 +102,9 @@ def prewarm_config(
     if chosen_ca is not None and not (os.path.isfile(chosen_ca) and os.access(chosen_ca, os.R_OK)):
         raise ConfigError(f"{ca_name}={chosen_ca!r}: not a readable file")
     chosen_insecure = insecure or env.flag(env.PREWARM_INSECURE, environ.get(env.PREWARM_INSECURE))
+    restart_policy = env.choice(
+        env.POD_RESTART_POLICY, environ.get(env.POD_RESTART_POLICY), "always", ("always", "onfailure", "never")
+    )
     return PrewarmConfig(
         targets=parsed,
         policy=chosen_policy,
@@ -106,6 +113,7 @@ def prewarm_config(
         ca_file=chosen_ca,
         insecure=chosen_insecure,
         output=output,
+        restarts=restart_policy != "never",
     )
 
 
@@ -124,10 +132,14 @@ class Identity:
 class AgentConfig:
     identity: Identity
     port: int = DEFAULT_AGENT_PORT
-    app_host: str = "127.0.0.1"
+    app_host: str | None = None
+    """``LANES_APP_HOST``: the one address to reach the app at (debugging); unset, the kubelet's order applies."""
     app_port: int | None = None
     ready_path: str | None = None
     ready_scheme: str = "http"
+    ready_host: str | None = None
+    ready_headers: tuple[tuple[str, str], ...] = ()
+    pod_ips: tuple[str, ...] = ()
     warmup_window: float = 0.0
     curve: Curve = LINEAR
     curve_spec: str = "linear"
@@ -136,11 +148,35 @@ class AgentConfig:
     drain: float = DEFAULT_DRAIN
     notify: tuple[HttpUrl, ...] = ()
     registries: tuple[str, ...] = BUILTIN_REGISTRIES
+    registry: str | None = None
+    """``LANES_REGISTRY``, the external registry URL, parsed by its registry (helper/registries/nacos.py)."""
+    register_delay: float = 0.0
+
+    @property
+    def app_hosts(self) -> tuple[str, ...]:
+        """Where to look for the app, in order: like the kubelet's probe (its host, else the pod), loopback first.
+
+        The kubelet dials ``httpGet.host`` or the pod IP. Inside the pod, loopback reaches an app bound to
+        0.0.0.0, ``::`` or localhost and never leaves the network namespace, so it comes first; an app bound only
+        to its pod IP (or only to IPv6) is found at the next address.
+        """
+        if self.app_host is not None:
+            return (self.app_host,)
+        if self.ready_host is not None:
+            return (self.ready_host,)
+        pod = self.pod_ips or ((self.identity.ip,) if self.identity.ip else ())
+        return tuple(dict.fromkeys(("127.0.0.1", "::1", *pod)))
+
+    @property
+    def probe_host(self) -> str | None:
+        """The host the kubelet's probe URL names (``httpGet.host``, else the pod IP), for the Host header."""
+        return self.ready_host or self.identity.ip or (self.pod_ips[0] if self.pod_ips else None)
 
     @property
     def tls_at_start(self) -> bool:
         """Start-up opens TLS connections (an HTTPS app), or a third-party registry may (it may import ``ssl``)."""
-        return self.ready_scheme == "https" or any(name not in BUILTIN_REGISTRIES for name in self.registries)
+        plain = (*BUILTIN_REGISTRIES, "nacos")  # the Nacos registry speaks plain HTTP (helper/registries/nacos.py)
+        return self.ready_scheme == "https" or any(name not in plain for name in self.registries)
 
     @property
     def tls_at_prestop(self) -> bool:
@@ -155,8 +191,74 @@ def _ready_path(raw: str | None) -> str | None:
     return value
 
 
-def _registries(raw: str | None) -> tuple[str, ...]:
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP field name (RFC 9110 token), as the API server validates httpHeaders names."""
+
+
+def _ready_headers(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """``[{"name": "Cookie", "value": "a=b"}, ...]`` (the probe's httpHeaders, in order; names may repeat)."""
     value = env.text(raw)
+    if value is None:
+        return ()
+    hint = f'{env.APP_READY_HEADERS}: want a JSON list like [{{"name": "Host", "value": "shop.example"}}]'
+    try:
+        items = json.loads(value)
+    except ValueError:
+        raise ConfigError(f"{hint}; not JSON: {value[:40]!r}") from None
+    if not isinstance(items, list):
+        raise ConfigError(hint)
+    headers = []
+    for item in items:
+        name = item.get("name") if isinstance(item, dict) else None
+        text = item.get("value", "") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name) or not isinstance(text, str):
+            raise ConfigError(f"{hint}; bad entry {json.dumps(item)[:60]}")
+        if any(c in text for c in "\r\n\x00"):
+            raise ConfigError(f"{env.APP_READY_HEADERS}: header {name!r} has a line break in its value")
+        headers.append((name, text))
+    return tuple(headers)
+
+
+def _is_ip(text: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+        except OSError:
+            continue
+        return True
+    return False
+
+
+def _pod_ips(raw: str | None) -> tuple[str, ...]:
+    value = env.text(raw)
+    if value is None:
+        return ()
+    ips = tuple(part.strip() for part in value.split(",") if part.strip())
+    for ip in ips:
+        if not _is_ip(ip):
+            raise ConfigError(f"{env.POD_IPS}={value[:60]!r}: {ip[:40]!r} is not an IP address")
+    return ips
+
+
+def _ready_host(raw: str | None) -> str | None:
+    value = env.text(raw)
+    if value is None:
+        return None
+    host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    if not host or any(c.isspace() or c in "/?#@[]" or not c.isprintable() for c in host):
+        raise ConfigError(f"{env.APP_READY_HOST}={value[:40]!r}: want a host name or IP address")
+    return host
+
+
+def _registries(raw: str | None, registry: str | None = None) -> tuple[str, ...]:
+    """``LANES_REGISTRIES``, plus the scheme of ``LANES_REGISTRY`` (``nacos://...`` adds ``nacos``)."""
+    value = env.text(raw)
+    if registry is not None:
+        scheme = registry.partition("://")[0].lower()
+        if not scheme.isalnum():
+            raise ConfigError(f"{env.REGISTRY}={registry[:40]!r}: want a registry URL, e.g. nacos://nacos.infra:8848")
+        names = _registries(raw)
+        return names if scheme in names else (*names, scheme)
     if value is None:
         return BUILTIN_REGISTRIES
     names = tuple(dict.fromkeys(name.strip().lower() for name in value.split(",") if name.strip()))
@@ -187,10 +289,13 @@ def agent_config(*, port: str | None = None, environ: Mapping[str, str] | None =
     return AgentConfig(
         identity=identity,
         port=agent_port or DEFAULT_AGENT_PORT,
-        app_host=env.text(get(env.APP_HOST)) or "127.0.0.1",
+        app_host=env.text(get(env.APP_HOST)),
         app_port=app_port,
         ready_path=_ready_path(get(env.APP_READY_PATH)),
         ready_scheme=env.choice(env.APP_READY_SCHEME, get(env.APP_READY_SCHEME), "http", ("http", "https")),
+        ready_host=_ready_host(get(env.APP_READY_HOST)),
+        ready_headers=_ready_headers(get(env.APP_READY_HEADERS)),
+        pod_ips=_pod_ips(get(env.POD_IPS)),
         warmup_window=env.seconds(env.WARMUP, get(env.WARMUP), 0.0),
         curve=curve,
         curve_spec=curve_spec,
@@ -203,5 +308,7 @@ def agent_config(*, port: str | None = None, environ: Mapping[str, str] | None =
         ),
         drain=env.seconds(env.DRAIN, get(env.DRAIN), DEFAULT_DRAIN),
         notify=_spec(env.OFFLINE_NOTIFY, get(env.OFFLINE_NOTIFY), parse_urls) or (),
-        registries=_registries(get(env.REGISTRIES)),
+        registries=_registries(get(env.REGISTRIES), env.text(get(env.REGISTRY))),
+        registry=env.text(get(env.REGISTRY)),
+        register_delay=env.seconds(env.REGISTER_DELAY, get(env.REGISTER_DELAY), 0.0),
     )

@@ -59,6 +59,8 @@ def render(config: AgentConfig, state: AgentState) -> str:
         out.sample("lanes_agent_phase", 1 if state.phase == phase else 0, phase=phase)
     out.family("lanes_agent_ready", "gauge", "1 while /ready answers 200.")
     out.sample("lanes_agent_ready", 1 if state.ready else 0)
+    out.family("lanes_agent_app_lost_total", "counter", "Times the app stopped answering after the pod was ready.")
+    out.sample("lanes_agent_app_lost_total", state.app_lost)
     out.family(
         "lanes_agent_warmup_requests_total", "counter", "Self warm-up requests completed, by result (ok: < 400)."
     )
@@ -80,6 +82,14 @@ def render(config: AgentConfig, state: AgentState) -> str:
     out.family("lanes_agent_deregister_total", "counter", "Registry deregistrations, by registry and result.")
     for (registry, result), count in sorted(state.deregister_results.items()):
         out.sample("lanes_agent_deregister_total", count, registry=registry, result=result)
+    out.family(
+        "lanes_agent_registry_operations_total",
+        "counter",
+        "Calls to external registries (Nacos), by registry, operation and result (ok, rejected, unreachable, ...).",
+    )
+    for (registry, operation, result), count in sorted(state.registry_results.items()):
+        labels = {"registry": registry, "operation": operation, "result": result}
+        out.sample("lanes_agent_registry_operations_total", count, **labels)
     out.family("lanes_agent_http_requests_total", "counter", "Requests answered, by endpoint and status code.")
     for (endpoint, status), count in sorted(state.http_requests.items()):
         out.sample("lanes_agent_http_requests_total", count, endpoint=endpoint, code=str(status))

@@ -4,7 +4,9 @@ The kubelet calls each app container's preStop hook (an httpGet to the agent's /
 and sends that container SIGTERM only after the hook returns. Holding the response for the drain therefore keeps
 the app serving while the rest of the system stops sending it traffic:
 
-1. *draining*: /ready answers 503 from now on;
+1. *draining*: the online side stops (no more start-up or watching the app); /ready keeps answering 200 if the pod
+   was ready (it stays *serving*: kube-proxy falls back to serving terminating endpoints when no ready ones are
+   left) and turns 503 when the drain ends;
 2. *deregister*: every configured registry, in parallel, bounded by the drain (at least 1 s each);
 3. *broadcast*: the going-offline POST to every notify URL, in the background, cut off at the end of the drain;
 4. *drain*: wait until ``LANES_DRAIN`` seconds after the first call, then answer every pending call.
@@ -55,6 +57,12 @@ class OfflineSequence:
         """Wait for a started sequence to complete (SIGTERM during a drain)."""
         if self._task is not None:
             await asyncio.shield(self._task)
+
+    def rearm(self) -> None:
+        """After a completed sequence whose container came back (a restart, not the pod's end): the next
+        /prestop runs a new sequence."""
+        if self._task is not None and self._task.done():
+            self._task = None
 
     async def _sequence(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()

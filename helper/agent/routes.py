@@ -1,7 +1,8 @@
 """The agent's endpoints: /ready /prestop /status /healthz /metrics.
 
-- ``/ready``: 200 once the app serves and self warm-up is done, 503 before and from the first /prestop on (the
-  pod's readiness probe points here);
+- ``/ready``: 200 once the app serves and self warm-up is done, and through the drain that follows (the pod stays
+  *serving* while it drains); 503 before, whenever the app stops answering, and once the drain is over (the pod's
+  readiness probe points here);
 - ``/prestop``: the offline sequence (see offline.py); GET (the kubelet's httpGet hook) or POST;
 - ``/status``: JSON for humans and tools: phase, timestamps, warm-up progress and the current warm-up weight;
 - ``/healthz``: 200 while the process runs (liveness);
@@ -35,6 +36,12 @@ def _seconds_ago(now: float, then: float | None) -> float | None:
     return None if then is None else round(now - then, 3)
 
 
+def _registry_status(registry: Any) -> dict[str, Any]:
+    """A registry's own report (Nacos: mode, instance, state, weight, last error), else just its name."""
+    report = getattr(registry, "status", None)
+    return report() if callable(report) else {"registry": getattr(registry, "name", type(registry).__name__)}
+
+
 class Routes:
     def __init__(self, config: AgentConfig, state: AgentState, offline: OfflineSequence) -> None:
         self.config = config
@@ -63,9 +70,10 @@ class Routes:
         return response
 
     def _ready(self) -> Response:
+        phase = self.state.phase
         if self.state.ready:
-            return Response(200, b"ready\n")
-        return Response(503, f"not ready: {self.state.phase}\n".encode())
+            return Response(200, b"ready\n" if phase == "ready" else f"ready ({phase})\n".encode())
+        return Response(503, f"not ready: {phase}\n".encode())
 
     async def _prestop(self, request: Request) -> Response:
         self.state.prestop_calls += 1
@@ -87,7 +95,10 @@ class Routes:
             "app": {
                 "port": config.app_port,
                 "ready_path": config.ready_path,
+                "address": state.app_address,
                 "serving_since": None if state.app_ready_at is None else jsonlog.timestamp(state.app_ready_at),
+                "lost": state.app_lost,
+                "replaced_after_drain": state.app_replaced,
             },
             "warmup": {
                 "requests": {
@@ -106,6 +117,7 @@ class Routes:
             },
             "drain_s": config.drain,
             "prestop_calls": state.prestop_calls,
+            "registries": [_registry_status(registry) for registry in self.offline.registries],
             "identity": {
                 "pod": config.identity.pod,
                 "namespace": config.identity.namespace,

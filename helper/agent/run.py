@@ -1,7 +1,8 @@
 """The ``lanes-agent`` native sidecar: one small asyncio process per pod.
 
-Wiring only: the HTTP server (httpserver.py) answers the endpoints (routes.py), start-up (startup.py) runs once in
-the background, /prestop runs the offline sequence (offline.py), and signals end the process:
+Wiring only: the HTTP server (httpserver.py) answers the endpoints (routes.py), the online side (startup.py: start-up,
+then following the app) runs in the background until the drain begins, /prestop runs the offline sequence
+(offline.py), and signals end the process:
 
 - SIGTERM/SIGINT while a drain is in progress: finish the drain (so every /prestop caller gets its answer), then
   exit 0. The kubelet terminates native sidecars after the app containers, so in a normal pod deletion the drain
@@ -17,13 +18,14 @@ import signal
 import sys
 
 from helper import jsonlog
-from helper.agent import startup
+from helper.agent import appconn, startup
 from helper.agent.offline import OfflineSequence
 from helper.agent.routes import Routes
 from helper.agent.state import AgentState
 from helper.config import AgentConfig
 from helper.http.server import HttpServer, Request
 from helper.registries import base as registry
+from helper.registries import online
 
 EXIT_OK = 0
 EXIT_CANNOT_LISTEN = 1
@@ -36,6 +38,7 @@ async def serve(config: AgentConfig, registries: list[registry.Registry]) -> int
     state = AgentState()
     stop = asyncio.Event()
     start_task: asyncio.Task[None] | None = None
+    revival: asyncio.Task[None] | None = None
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
@@ -54,7 +57,27 @@ async def serve(config: AgentConfig, registries: list[registry.Registry]) -> int
     def on_handler_error(request: Request, error: BaseException) -> None:
         jsonlog.error("handler failed", path=request.path, error=repr(error))
 
-    offline = OfflineSequence(config, state, registries, on_start=stop_startup)
+    def go_online() -> asyncio.Task[None]:
+        return loop.create_task(online.alongside(startup.online(config, state, app), config, state, registries))
+
+    async def restart_after_drain() -> None:
+        """A drain whose app comes back was a container restart, not the pod's end: start over."""
+        nonlocal start_task
+        await offline.wait()
+        if config.app_port is None:
+            return  # nothing to watch: the agent cannot tell a restart from the pod's end
+        await startup.replaced(config, app)
+        if state.restart_after_drain():
+            offline.rearm()
+            start_task = go_online()
+
+    def on_offline() -> None:
+        nonlocal revival
+        stop_startup()
+        revival = loop.create_task(restart_after_drain())
+
+    app = appconn.App(config, appconn.tls_context(config))
+    offline = OfflineSequence(config, state, registries, on_start=on_offline)
     routes = Routes(config, state, offline)
     server = HttpServer(routes.handle, on_protocol_error=on_protocol_error, on_handler_error=on_handler_error)
     try:
@@ -73,6 +96,7 @@ async def serve(config: AgentConfig, registries: list[registry.Registry]) -> int
         pid=os.getpid(),
         app_port=config.app_port,
         ready_path=config.ready_path,
+        app_hosts=list(config.app_hosts),
         warmup_requests=[str(spec) for spec in config.warmup_requests],
         warmup_s=config.warmup_window,
         curve=config.curve_spec,
@@ -81,11 +105,13 @@ async def serve(config: AgentConfig, registries: list[registry.Registry]) -> int
         registries=[getattr(r, "name", type(r).__name__) for r in registries],
         tls_loaded=sys.modules.get("ssl") is not None,
     )
-    start_task = loop.create_task(startup.run(config, state))
+    start_task = go_online()
     await stop.wait()
 
     stop_startup()
-    await asyncio.gather(start_task, return_exceptions=True)
+    if revival is not None:
+        revival.cancel()
+    await asyncio.gather(start_task, *([revival] if revival else []), return_exceptions=True)
     if offline.started:
         jsonlog.info("finishing the drain before exiting", phase=state.phase)
         await offline.wait()

@@ -13,30 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 from helper import jsonlog
-from helper.agent import appconn
+from helper.agent.appconn import App
 from helper.agent.state import AgentState, WarmupProgress
 from helper.config import AgentConfig
 from helper.specs import WarmupRequest
-
-if TYPE_CHECKING:
-    import ssl
 
 REQUEST_TIMEOUT = 10.0
 WARMUP_HEADERS = (("User-Agent", "lanes-agent/warmup"), ("X-Lanes-Warmup", "1"))
 """Lets the app keep warm-up requests out of its business metrics and access logs if it wants to."""
 
 
-async def _worker(
-    config: AgentConfig,
-    spec: WarmupRequest,
-    tls: ssl.SSLContext | None,
-    progress: WarmupProgress,
-    tickets: list[int],
-) -> None:
-    connection = appconn.connection(config, tls)
+async def _worker(app: App, spec: WarmupRequest, progress: WarmupProgress, tickets: list[int]) -> None:
+    connection = app.connection()
     try:
         while tickets:
             tickets.pop()
@@ -59,30 +49,28 @@ async def _worker(
         connection.close()
 
 
-async def _run_item(
-    config: AgentConfig, spec: WarmupRequest, tls: ssl.SSLContext | None, progress: WarmupProgress
-) -> None:
+async def _run_item(app: App, spec: WarmupRequest, progress: WarmupProgress) -> None:
     tickets = list(range(spec.count))
     async with asyncio.TaskGroup() as group:
         for _ in range(min(spec.concurrency, spec.count)):
-            group.create_task(_worker(config, spec, tls, progress, tickets))
+            group.create_task(_worker(app, spec, progress, tickets))
 
 
-async def run(config: AgentConfig, state: AgentState) -> None:
-    """Send every configured warm-up request (bounded in time); counts land in ``state.warmup``."""
+async def run(config: AgentConfig, state: AgentState, app: App) -> None:
+    """Send every configured warm-up request (bounded in time); counts land in ``state.warmup``, fresh for each
+    start-up of the app (a restarted app is a new, cold process)."""
     specs = config.warmup_requests
     if not specs or config.app_port is None:
         return
-    progress = state.warmup
+    progress = state.warmup = WarmupProgress()
     progress.planned = sum(spec.count for spec in specs)
     if not state.enter("warming_up", planned=progress.planned, requests=[str(spec) for spec in specs]):
         return
     progress.started_at = time.time()
-    tls = appconn.tls_context(config)
     try:
         async with asyncio.timeout(config.warmup_requests_deadline):
             for spec in specs:
-                await _run_item(config, spec, tls, progress)
+                await _run_item(app, spec, progress)
     except TimeoutError:
         progress.cut_short = True
     progress.finished_at = time.time()

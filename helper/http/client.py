@@ -35,7 +35,7 @@ MAX_HEADERS = 128
 MAX_BODY = 64 * 1024 * 1024
 """Bodies are read to the end (so the connection can be reused) but only ``keep`` bytes are stored."""
 
-_STATUS_LINE = re.compile(rb"HTTP/1\.(\d) (\d{3})(?: (.*))?")
+STATUS_LINE = re.compile(rb"HTTP/1\.(\d) (\d{3})(?: (.*))?")
 _HEADER_BAD = re.compile(r"[\r\n\x00]")
 
 
@@ -60,14 +60,22 @@ class Response:
 def encode_request(
     method: str, path: str, host: str, headers: tuple[tuple[str, str], ...] = (), body: bytes = b""
 ) -> bytes:
-    """Serialise a request; header values with line breaks are refused (header injection)."""
+    """Serialise a request; header values with line breaks are refused (header injection).
+
+    ``User-Agent`` and ``Accept: */*`` are sent unless ``headers`` has its own; an ``Accept`` given empty is left
+    out altogether (what the kubelet's probes do with httpHeaders).
+    """
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
-    if not any(name.lower() == "user-agent" for name, _ in headers):
+    given = {name.lower() for name, _ in headers}
+    if "user-agent" not in given:
         lines.append(f"User-Agent: {USER_AGENT}")
-    lines.append("Accept: */*")
+    if "accept" not in given:
+        lines.append("Accept: */*")
     for name, value in headers:
         if _HEADER_BAD.search(name) or _HEADER_BAD.search(value):
             raise ValueError(f"header {name!r} contains a line break")
+        if name.lower() == "accept" and not value:
+            continue
         lines.append(f"{name}: {value}")
     if body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}")
@@ -85,7 +93,7 @@ async def read_response(
     try:
         while True:
             line = await read_line(reader, too_long=502, what="status line")
-            match = _STATUS_LINE.fullmatch(line)
+            match = STATUS_LINE.fullmatch(line)
             if not match:
                 raise HttpError(f"not an HTTP/1.x response: {line[:40]!r}")
             status = int(match.group(2))

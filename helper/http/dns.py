@@ -29,7 +29,7 @@ class ResolveError(OSError):
     """The name did not resolve; the message says which name and why."""
 
 
-def _numeric(host: str) -> int | None:
+def numeric_family(host: str) -> int | None:
     """The address family of a literal IP address, or None for a name (no lookup needed for literals)."""
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
@@ -50,7 +50,7 @@ def _lookup(host: str, port: int) -> list[Address]:
 
 async def resolve(host: str, port: int, timeout: float) -> list[Address]:
     """All stream addresses of ``host`` in resolver order, deduplicated; raises ResolveError or TimeoutError."""
-    family = _numeric(host)
+    family = numeric_family(host)
     if family is not None:
         return [Address(family, host, port)]
     loop = asyncio.get_running_loop()

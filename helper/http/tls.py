@@ -4,24 +4,99 @@ Imported only by code paths that open a TLS connection (see footprint.py for why
 
 Two trust policies exist, for two different jobs:
 
-- *verified* (prewarm of ``https://`` dependencies, ``https://`` notify receivers): the system CA bundle, plus an
+- *verified* (prewarm of ``https://`` dependencies, ``https://`` notify receivers): the system CAs, plus an
   optional extra CA file for cluster-internal CAs (``LANES_PREWARM_CA_FILE``). A verification failure is reported,
   not bypassed: an unverifiable dependency is exactly what a pre-warm should surface. ``LANES_PREWARM_INSECURE``
   exists for dependencies whose certificate cannot be verified by design; the output then says ``unverified``;
 - *unverified* (the app's own HTTPS readiness path and warm-up on localhost): the kubelet does not verify the
   certificate of an ``httpGet`` probe either, and the agent takes over exactly that probe.
+
+Both are TLS 1.2+ (as the kubelet's Go client) and shared per process. What OpenSSL itself costs once loaded (about
+5 MB of libcrypto/libssl pages a handshake touches, shared with every other process mapping the same files) cannot
+be avoided here; what this module avoids is the memory a TLS client would otherwise allocate for nothing:
+
+- the system CA bundle parsed into memory (~1.4 MB for Debian's ~140 roots) when a hashed CA directory is there to
+  look up just the issuer a handshake needs (see :func:`_trust_system_cas`), and any bundle at all for the
+  unverified context;
+- asyncio's 256 KiB read buffer per TLS connection (``SSLProtocol.max_size``): a TLS record is at most 16 KiB, so
+  :data:`TLS_READ_BUFFER` is plenty; with eight warm-up connections the default left ~1.5 MB in the heap;
+- the ``idna`` codec (which imports ``unicodedata`` and ``stringprep``) that ``ssl`` uses to encode the server
+  name even when it is plain ASCII, as every Kubernetes host name and IP address is.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
+import sys
+
+TLS_READ_BUFFER = 32 * 1024
+"""Bytes asyncio reads from a TLS socket at once: two maximum-size TLS records (16 KiB + overhead each)."""
+
+
+def _limit_asyncio_buffers() -> None:
+    """Shrink asyncio's TLS read buffer, if asyncio is in use (it is not imported here for callers that are not)."""
+    sslproto = sys.modules.get("asyncio.sslproto")
+    if sslproto is not None and getattr(sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER:
+        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+
+
+class _Context(ssl.SSLContext):
+    """``ssl.SSLContext`` encoding ASCII server names without the ``idna`` codec, exactly as that codec would."""
+
+    def _encode_hostname(self, hostname: str | bytes | None) -> str | None:  # type: ignore[override]
+        if isinstance(hostname, str) and hostname.isascii():
+            # encodings.idna's own fast path for ASCII input: the same result and the same error.
+            labels = hostname.split(".")
+            if any(not 0 < len(label) < 64 for label in labels[:-1]) or len(labels[-1]) >= 64:
+                raise UnicodeError("label empty or too long")
+            return hostname
+        return super()._encode_hostname(hostname)  # type: ignore[misc]
+
+
+def _client_context() -> ssl.SSLContext:
+    _limit_asyncio_buffers()
+    context = _Context(ssl.PROTOCOL_TLS_CLIENT)  # hostname checking and CERT_REQUIRED on
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _trust_system_cas(context: ssl.SSLContext) -> None:
+    """Trust the system CAs, as ``create_default_context()`` does, preferring the lazy lookup.
+
+    OpenSSL's default paths are a bundle file (parsed completely, at once) and a directory of certificates named by
+    subject hash (read only for the issuer a handshake asks for). On Debian-based images both hold the same roots
+    (``update-ca-certificates`` writes both), so when the directory has hashed entries and ``SSL_CERT_FILE`` does
+    not name a different bundle, only the directory is configured. Otherwise: the default paths, both of them.
+    """
+    paths = ssl.get_default_verify_paths()
+    directory = paths.capath
+    if not os.environ.get(paths.openssl_cafile_env) and directory and _has_hashed_entries(directory):
+        context.load_verify_locations(capath=directory)
+        return
+    context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+
+
+def _has_hashed_entries(directory: str) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return any(len(entry.name) == 10 and entry.name[8:] == ".0" for entry in entries)
+    except OSError:
+        return False
+
+
+_verified: dict[str | None, ssl.SSLContext] = {}
 
 
 def verified_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """System CAs plus ``ca_file`` (if given), hostname checking on."""
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
+    """System CAs plus ``ca_file`` (if given), hostname checking on; one shared context per ``ca_file``."""
+    context = _verified.get(ca_file)
+    if context is None:
+        context = _client_context()
+        _trust_system_cas(context)
+        if ca_file:
+            context.load_verify_locations(cafile=ca_file)
+        _verified[ca_file] = context
     return context
 
 
@@ -31,12 +106,11 @@ _unverified: ssl.SSLContext | None = None
 def unverified_context() -> ssl.SSLContext:
     """Encryption without authentication, as the kubelet's HTTPS probes do; one shared context per process.
 
-    Built from a bare client context rather than ``create_default_context()``, which would load the system CA
-    bundle (about 1.5 MB resident in the agent) only to never consult it.
+    No CA is loaded at all: it would never be consulted.
     """
     global _unverified
     if _unverified is None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context = _client_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         _unverified = context

@@ -5,8 +5,15 @@ succeeds or the overall deadline passes; all targets run at once, so the contain
 target, never the sum. One line per target is printed as soon as that target is settled.
 
 Policies: ``warn`` (default) always exits 0 and lets the pod start, reporting what was unreachable; ``require``
-exits 1 when any target is still unreachable at the deadline, so the kubelet restarts the init container (with its
-own backoff) and the app never starts against a missing dependency.
+keeps the app from starting against a missing dependency:
+
+- on pods the kubelet restarts init containers for (``restartPolicy`` Always, the default, or OnFailure) it exits 1
+  when a target is still unreachable at the deadline, and the kubelet runs it again with its own backoff;
+- on ``restartPolicy: Never`` pods (Jobs, bare pods) nothing would run it again (the pod would fail at the first
+  missed deadline), so it retries in-process instead: each missed deadline is reported like a restart would be,
+  the unreachable targets are tried on with the same backoff, and it exits 0 once all are reachable. The pod's
+  ``activeDeadlineSeconds`` (a Job's) bounds it, as the kubelet's restarts are bounded for other pods only by the
+  rollout's progress deadline. A failure retrying cannot fix (an untrusted certificate) still exits 1 at once.
 """
 
 from __future__ import annotations
@@ -45,11 +52,21 @@ class Outcome:
         return self.last.ok
 
 
-async def settle(target: Target, config: PrewarmConfig, tls: ssl.SSLContext | None, deadline: float) -> Outcome:
-    """Attempt ``target`` until it succeeds, fails permanently, or ``deadline`` (loop time) passes."""
+async def settle(
+    target: Target,
+    config: PrewarmConfig,
+    tls: ssl.SSLContext | None,
+    deadline: float,
+    backoff: Backoff | None = None,
+    *,
+    wait_out: bool = False,
+) -> Outcome:
+    """Attempt ``target`` until it succeeds, fails permanently, or ``deadline`` (loop time) passes; ``backoff``
+    continues a previous round's delays. ``wait_out``: when the next attempt no longer fits, sleep until the
+    deadline instead of returning early (rounds that follow one another keep the backoff's pace)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    backoff = Backoff(first=0.25, cap=5.0)
+    backoff = backoff or Backoff(first=0.25, cap=5.0)
     attempts = 0
     while True:
         remaining = deadline - loop.time()
@@ -59,6 +76,8 @@ async def settle(target: Target, config: PrewarmConfig, tls: ssl.SSLContext | No
             break
         pause = backoff.next_delay()
         if deadline - loop.time() - pause < MIN_ATTEMPT:
+            if wait_out:
+                await asyncio.sleep(max(deadline - loop.time(), 0.0))
             break
         await asyncio.sleep(pause)
     return Outcome(target, attempts, last, loop.time() - started)
@@ -122,18 +141,55 @@ def _tls_context(config: PrewarmConfig) -> ssl.SSLContext | None:
         raise ConfigError(f"{config.ca_file}: {tls.load_error(error)}") from None
 
 
-async def _run(config: PrewarmConfig, tls: ssl.SSLContext | None, out: TextIO) -> list[Outcome]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + config.deadline
-    render = format_json if config.output == "json" else format_text
+def _summary(config: PrewarmConfig, reachable: int, total: int, seconds: float, verdict: str) -> str:
+    if config.insecure and config.needs_tls:
+        verdict += "; TLS certificates NOT verified"
+    summary = (
+        f"prewarm: {reachable}/{total} targets reachable in {_duration(seconds)}"
+        f" (policy={config.policy}: {verdict})"
+    )
+    if config.output == "json":
+        summary = json.dumps({"summary": summary, "reachable": reachable, "targets": total})
+    return summary
 
-    async def one(target: Target) -> Outcome:
-        outcome = await settle(target, config, tls, deadline)
+
+async def _run(config: PrewarmConfig, tls: ssl.SSLContext | None, out: TextIO) -> list[Outcome]:
+    """Every target settled once by one deadline; on a never-restarted pod under ``require``, round after round
+    for the unreachable ones until all are reachable (or one fails in a way retrying cannot fix)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    render = format_json if config.output == "json" else format_text
+    backoffs = [Backoff(first=0.25, cap=5.0) for _ in config.targets]
+    retry_in_process = config.policy == "require" and not config.restarts
+
+    async def one(index: int, deadline: float, before: Outcome | None = None) -> Outcome:
+        """Settle one target by ``deadline`` and print its line (counting the rounds ``before`` it)."""
+        outcome = await settle(config.targets[index], config, tls, deadline, backoffs[index], wait_out=retry_in_process)
+        if before is not None:
+            outcome.attempts += before.attempts
+            outcome.seconds = loop.time() - started
         out.write(render(outcome) + "\n")
         out.flush()
         return outcome
 
-    return list(await asyncio.gather(*(one(target) for target in config.targets)))
+    everyone = range(len(config.targets))
+    outcomes = list(await asyncio.gather(*(one(index, started + config.deadline) for index in everyone)))
+    while retry_in_process:
+        pending = [index for index in everyone if not outcomes[index].ok]
+        if not pending or any(outcomes[index].last.permanent for index in pending):
+            break
+        verdict = (
+            "restartPolicy Never: no kubelet restart will come, retrying in-process"
+            f" for {len(pending)} target{'s' if len(pending) > 1 else ''}"
+        )
+        reachable = len(outcomes) - len(pending)
+        out.write(_summary(config, reachable, len(outcomes), loop.time() - started, verdict) + "\n")
+        out.flush()
+        deadline = loop.time() + config.deadline
+        settled = await asyncio.gather(*(one(index, deadline, outcomes[index]) for index in pending))
+        for index, outcome in zip(pending, settled, strict=True):
+            outcomes[index] = outcome
+    return outcomes
 
 
 def run(config: PrewarmConfig, out: TextIO | None = None) -> int:
@@ -149,14 +205,6 @@ def run(config: PrewarmConfig, out: TextIO | None = None) -> int:
         if reachable == len(outcomes)
         else ("failing the init container" if failing else "starting anyway")
     )
-    if config.insecure and config.needs_tls:
-        verdict += "; TLS certificates NOT verified"
-    summary = (
-        f"prewarm: {reachable}/{len(outcomes)} targets reachable in {_duration(time.monotonic() - started)}"
-        f" (policy={config.policy}: {verdict})"
-    )
-    if config.output == "json":
-        summary = json.dumps({"summary": summary, "reachable": reachable, "targets": len(outcomes)})
-    out.write(summary + "\n")
+    out.write(_summary(config, reachable, len(outcomes), time.monotonic() - started, verdict) + "\n")
     out.flush()
     return EXIT_UNREACHABLE if failing else EXIT_OK

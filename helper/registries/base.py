@@ -1,7 +1,8 @@
 """Service registries the agent deregisters from when the pod starts going offline.
 
-Kubernetes Services need no call: once /ready answers 503 the kubelet marks the pod unready and the endpoints
-controller removes it from every EndpointSlice, which kube-proxy, meshes and ingress controllers follow. Apps that
+Kubernetes Services need no call: when the pod is deleted the EndpointSlice controller marks its endpoints
+terminating and not ready, which kube-proxy, meshes and ingress controllers follow (the agent keeps /ready at 200
+during the drain so they stay *serving*, see registries/kubernetes.py). Apps that
 also register elsewhere (Nacos, Consul, Eureka, a Dubbo registry) need an explicit deregistration; that is what
 this interface is for. A registry is named in ``LANES_REGISTRIES`` (default ``kubernetes``); names other than the
 built-ins are looked up as Python entry points in the group ``lanes.registries``, whose object is called with the
@@ -36,8 +37,30 @@ class Registry(Protocol):
         ...
 
 
+@runtime_checkable
+class OnlineRegistry(Registry, Protocol):
+    """A registry the agent also puts the pod *into* (helper/registries/online.py drives these calls).
+
+    ``hold()`` runs from the agent's start until the pod is ready and past its register delay (e.g. keeping an
+    instance the app registered itself out of service); ``register(fraction)`` puts the pod in service at that
+    fraction of its full weight (raise to be retried); ``set_weight(fraction)`` follows the warm-up ramp.
+    """
+
+    async def hold(self) -> None: ...
+
+    async def register(self, fraction: float) -> str: ...
+
+    async def set_weight(self, fraction: float) -> None: ...
+
+
+def _nacos(config: AgentConfig) -> Registry:
+    from helper.registries import nacos  # imported only when configured: it costs memory otherwise
+
+    return nacos.from_config(config)
+
+
 RegistryFactory = Callable[[AgentConfig], Registry]
-BUILTIN: dict[str, RegistryFactory] = {"kubernetes": lambda _config: KubernetesRegistry()}
+BUILTIN: dict[str, RegistryFactory] = {"kubernetes": lambda _config: KubernetesRegistry(), "nacos": _nacos}
 
 
 def _from_entry_point(name: str, config: AgentConfig) -> Registry:

@@ -172,10 +172,12 @@ class Agent:
 
 @dataclass
 class SampleApp:
-    """tests/helper/sample_app.py in its own process."""
+    """tests/helper/sample_app.py in its own process; ``restart()`` starts it again on the same port and address."""
 
     port: int
     process: subprocess.Popen[bytes]
+    bind: str = "127.0.0.1"
+    args: list[str] = field(default_factory=list)
 
     @classmethod
     def start(
@@ -187,33 +189,58 @@ class SampleApp:
         ready_file: str = "",
         cold_requests: int = 0,
         cold_penalty: float = 0.0,
+        bind: str = "127.0.0.1",
+        v6only: bool = False,
+        require_headers: Sequence[str] = (),
+        port: int | None = None,
         wait: bool = True,
     ) -> SampleApp:
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(SAMPLE_APP),
-                f"--port={port}",
-                f"--listen-delay={listen_delay}",
-                f"--listen-file={listen_file}",
-                f"--ready-delay={ready_delay}",
-                f"--ready-file={ready_file}",
-                f"--cold-requests={cold_requests}",
-                f"--cold-penalty={cold_penalty}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=base_env(),
-        )
-        app = cls(port, process)
+        args = [
+            f"--port={port or free_port()}",
+            f"--listen-delay={listen_delay}",
+            f"--listen-file={listen_file}",
+            f"--ready-delay={ready_delay}",
+            f"--ready-file={ready_file}",
+            f"--cold-requests={cold_requests}",
+            f"--cold-penalty={cold_penalty}",
+            f"--bind={bind}",
+            *(["--v6only"] if v6only else []),
+            *(f"--require-header={header}" for header in require_headers),
+        ]
+        app = cls(int(args[0].split("=")[1]), cls._spawn(args), bind, args)
         if wait:
             app.wait_listening()
         return app
 
+    @staticmethod
+    def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, str(SAMPLE_APP), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=base_env(),
+        )
+
+    def restart(self, *, wait: bool = True, **changes: str) -> None:
+        """Start the app again (after :meth:`crash`), same options; ``changes`` overrides some (``listen_delay``)."""
+        assert self.process.poll() is not None, "crash() or stop() it first"
+        args = list(self.args)
+        for key, value in changes.items():
+            flag = "--" + key.replace("_", "-") + "="
+            args = [arg for arg in args if not arg.startswith(flag)] + [flag + str(value)]
+        self.process = self._spawn(args)
+        if wait:
+            self.wait_listening()
+
+    def crash(self) -> None:
+        """SIGKILL, as the OOM killer or a crash ends a container's process: no goodbye, the port closes."""
+        self.process.kill()
+        self.process.wait(5)
+
     def accepting(self) -> bool:
+        host = "::1" if self.bind == "::" else "127.0.0.1" if self.bind == "0.0.0.0" else self.bind
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with socket.create_connection((host, self.port), timeout=0.5):
                 return True
         except OSError:
             return False
@@ -222,14 +249,14 @@ class SampleApp:
         wait_for(self.accepting, timeout, what=f"sample app on {self.port}")
 
     def stats(self) -> dict[str, Any]:
-        status, body, _ = http_request(self.port, "/stats")
+        status, body, _ = http_request(self.port, "/stats", host=self.bind)
         assert status == 200
         return json.loads(body)
 
     def latency(self, path: str = "/api/items") -> float:
         """Seconds one request takes end to end, on its own connection."""
         started = time.perf_counter()
-        status, _, _ = http_request(self.port, path)
+        status, _, _ = http_request(self.port, path, host=self.bind)
         assert status == 200
         return time.perf_counter() - started
 

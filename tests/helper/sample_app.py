@@ -5,7 +5,11 @@
 - ``--ready-delay S``: once listening, /healthz answers 503 for S seconds (port open, app not yet able to serve);
 - ``--ready-file PATH``: /healthz answers 503 until PATH exists (the test decides when the app is ready);
 - ``--cold-requests N --cold-penalty S``: the first N requests to /api/* take S seconds longer (a lazy cache being
-  filled, a JIT warming up); later ones are fast.
+  filled, a JIT warming up); later ones are fast;
+- ``--bind ADDRESS``: listen there instead of 127.0.0.1 (``127.0.0.2`` plays a pod IP: every 127.0.0.0/8 address is
+  on the loopback interface on Linux, bindable without root; ``::`` with ``--v6only`` plays an IPv6-only app);
+- ``--require-header NAME=VALUE`` (repeatable): /healthz answers 403 unless the request carries that header (a probe
+  with ``httpHeaders``; ``Host=...`` checks the Host header, a virtual host that validates it).
 
 Endpoints: /healthz, /api/<anything>, /api/fail (500), /hang (never answers in time), /stats (JSON counters).
 Prints ``listening <port>`` on stdout once bound.
@@ -17,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -59,6 +64,12 @@ def make_handler(options: argparse.Namespace, counters: Counters, ready_at: floa
                 with counters.lock:
                     counters.warmup_requests += 1
             if self.path == "/healthz":
+                missing = [
+                    f"{name}={value}" for name, value in options.required if self.headers.get(name) != value
+                ]
+                if missing:
+                    self._send(403, ("missing " + " ".join(missing) + "\n").encode())
+                    return
                 ok = time.monotonic() >= ready_at and (not options.ready_file or os.path.exists(options.ready_file))
                 self._send(200 if ok else 503, b"ok\n" if ok else b"starting\n")
             elif self.path == "/stats":
@@ -86,6 +97,17 @@ def make_handler(options: argparse.Namespace, counters: Counters, ready_at: floa
     return Handler
 
 
+def _v6_server(v6only: bool) -> type[ThreadingHTTPServer]:
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+        def server_bind(self) -> None:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if v6only else 0)
+            super().server_bind()
+
+    return Server
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -95,12 +117,17 @@ def main() -> None:
     parser.add_argument("--listen-file", default="")
     parser.add_argument("--cold-requests", type=int, default=0)
     parser.add_argument("--cold-penalty", type=float, default=0.0)
+    parser.add_argument("--bind", default="127.0.0.1")
+    parser.add_argument("--v6only", action="store_true")
+    parser.add_argument("--require-header", action="append", default=[])
     options = parser.parse_args()
+    options.required = [tuple(item.split("=", 1)) for item in options.require_header]
     time.sleep(options.listen_delay)
     while options.listen_file and not os.path.exists(options.listen_file):
         time.sleep(0.01)
     counters = Counters(options.cold_requests)
-    server = ThreadingHTTPServer(("127.0.0.1", options.port), make_handler(options, counters, 0.0))
+    server_class = _v6_server(options.v6only) if ":" in options.bind else ThreadingHTTPServer
+    server = server_class((options.bind, options.port), make_handler(options, counters, 0.0))
     server.daemon_threads = True
     ready_at = time.monotonic() + options.ready_delay
     server.RequestHandlerClass = make_handler(options, counters, ready_at)

@@ -54,7 +54,7 @@ def test_agent_reads_the_webhook_contract() -> None:
 def test_when_the_agent_needs_tls() -> None:
     https_notify = agent_config(environ={"LANES_OFFLINE_NOTIFY": "https://gw/offline"})
     assert https_notify.tls_at_prestop and not https_notify.tls_at_start
-    plugin = agent_config(environ={"LANES_REGISTRIES": "nacos"})
+    plugin = agent_config(environ={"LANES_REGISTRIES": "consul"})  # a third-party registry may import ssl
     assert plugin.tls_at_start
 
 
@@ -149,9 +149,9 @@ def test_agent_exits_2_on_bad_env_before_listening() -> None:
 
 
 def test_agent_exits_2_on_unknown_registry() -> None:
-    result = run_helper(["agent"], {"LANES_REGISTRIES": "kubernetes,nacos"}, timeout=20)
+    result = run_helper(["agent"], {"LANES_REGISTRIES": "kubernetes,consul"}, timeout=20)
     assert result.returncode == 2
-    assert "unknown registry 'nacos'" in result.stderr
+    assert "unknown registry 'consul'" in result.stderr
 
 
 @pytest.mark.parametrize("args", [[], ["frobnicate"], ["agent", "--bogus"], ["agent", "--port"], ["prewarm", "--x"]])
@@ -176,3 +176,25 @@ def test_help_and_version(args: list[str], expected: str, capsys: pytest.Capture
         main(args)
     assert exit_.value.code in (0, None)
     assert expected in capsys.readouterr().out
+
+
+def test_the_agent_looks_for_the_app_like_the_kubelet() -> None:
+    plain = agent_config(environ={})
+    assert plain.app_hosts == ("127.0.0.1", "::1") and plain.probe_host is None
+    pod = agent_config(environ={"LANES_POD_IP": "10.1.2.3", "LANES_POD_IPS": "10.1.2.3,fd00::3"})
+    assert pod.app_hosts == ("127.0.0.1", "::1", "10.1.2.3", "fd00::3") and pod.probe_host == "10.1.2.3"
+    only_ip = agent_config(environ={"LANES_POD_IP": "10.1.2.3"})  # an older webhook without LANES_POD_IPS
+    assert only_ip.app_hosts == ("127.0.0.1", "::1", "10.1.2.3")
+    probe_host = agent_config(environ={"LANES_APP_READY_HOST": "[fd00::9]", "LANES_POD_IPS": "10.1.2.3"})
+    assert probe_host.app_hosts == ("fd00::9",) and probe_host.probe_host == "fd00::9"
+    debug = agent_config(environ={"LANES_APP_HOST": "127.0.0.5", "LANES_APP_READY_HOST": "10.0.0.1"})
+    assert debug.app_hosts == ("127.0.0.5",)
+    headers = agent_config(environ={"LANES_APP_READY_HEADERS": '[{"name": "Cookie", "value": "a=b"}, {"name": "X"}]'})
+    assert headers.ready_headers == (("Cookie", "a=b"), ("X", ""))
+
+
+def test_pod_restart_policy_decides_whether_prewarm_retries_in_process() -> None:
+    base = {"LANES_PREWARM_TARGETS": "tcp://db:5432"}
+    assert prewarm_config(environ=base).restarts is True
+    assert prewarm_config(environ={**base, "LANES_POD_RESTART_POLICY": "OnFailure"}).restarts is True
+    assert prewarm_config(environ={**base, "LANES_POD_RESTART_POLICY": "Never"}).restarts is False
