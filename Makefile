@@ -6,11 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 # Debian packages the tests and benchmarks drive for real (shellcheck for kind/ scripts; wrk and haproxy for the
-# benchmarks and the rollout lab). Installed with apt-get when missing and we are root, else we say what to run.
-APT_PACKAGES := shellcheck wrk haproxy
-APT_COMMANDS := shellcheck wrk haproxy
+# benchmarks and the rollout lab; buildah, mmdebstrap and runc build the images from the Dockerfiles without a
+# registry or a Docker daemon, devtools/images). Installed with apt-get when missing and we are root, else we say
+# what to run.
+APT_PACKAGES := shellcheck wrk haproxy buildah mmdebstrap runc
+APT_COMMANDS := shellcheck wrk haproxy buildah mmdebstrap runc
 
-.PHONY: help install system-deps controlplane test test-fast demo bench lint clean
+.PHONY: help install system-deps controlplane realnode realnode-up test test-fast demo bench lint clean
 
 help:
 	@echo "make test          create .venv, install Lanes, build/reuse the control plane, run every test"
@@ -19,6 +21,8 @@ help:
 	@echo "make bench         benchmarks (docs/performance.md): ~10 min on 2 cores, results in bench/results/"
 	@echo "make lint          ruff and mypy"
 	@echo "make controlplane  build (or reuse) etcd, kube-apiserver, ... into ~/.cache/lanes/<version>/bin"
+	@echo "make realnode      build (or reuse) the real test node: kubelet, kube-proxy, kubectl, containerd, runc, CNI"
+	@echo "make realnode-up   start a real node (root; private namespaces) and keep it until Ctrl-C"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "[make] creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -44,7 +48,17 @@ system-deps:
 controlplane: $(STAMP)
 	@$(PY) -m devtools.controlplane ensure
 
-test: controlplane system-deps
+# The real test node (devtools/realnode): kubelet, kube-proxy and kubectl from the control plane's module (after
+# it: they share its Go build cache, ~3 min), containerd from its module (~1-2 min), runc/CNI/iptables unpacked
+# from Debian packages (~10-90 s), the pause image, and the project's images (devtools.images). Needs root to run
+# a node, not to build one.
+realnode: controlplane system-deps
+	@$(PY) -m devtools.realnode ensure
+
+realnode-up: realnode
+	$(PY) -m devtools.realnode up
+
+test: controlplane system-deps realnode
 	$(PY) -m pytest
 
 # Starts no control plane, so it needs none built (the chart tests build helm on first use): the `controlplane`
@@ -54,7 +68,7 @@ test: controlplane system-deps
 test-fast: $(STAMP) system-deps
 	$(PY) -m pytest -m "not controlplane and not slow"
 
-demo: controlplane
+demo: controlplane system-deps
 	$(PY) -m devtools.demo
 
 bench: controlplane system-deps

@@ -24,12 +24,16 @@ KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
+#: containerd of the real test node (devtools/realnode), from its own Go module: its go.mod pins its dependencies.
+CONTAINERD_VERSION = "v2.3.7"
+#: The pod sandbox program in hack/node/pause; bump when main.go changes.
+PAUSE_VERSION = "1"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK_DIR = REPO_ROOT / "hack"
 
 #: Rough cold-build times on a 2-core machine, printed so nobody stares at a silent terminal.
-_EXPECTED_MINUTES = {"controlplane": 15, "etcd": 2, "kwok": 5, "helm": 4}
+_EXPECTED_MINUTES = {"controlplane": 15, "etcd": 2, "kwok": 5, "helm": 4, "node": 4, "containerd": 2, "pause": 1}
 
 
 class BinaryError(RuntimeError):
@@ -46,6 +50,19 @@ class _Group:
     binaries: tuple[str, ...]
     version: str
     ldflags: str
+    #: built for the real test node only (``ensure_node_binaries``), never by ``make controlplane``
+    node: bool = False
+    #: ``go install <package>@<version>`` from the package's own module (no wrapper module under hack/)
+    go_install: bool = False
+    tags: str = ""
+    env: tuple[tuple[str, str], ...] = ()
+
+    def bin_dir(self) -> Path:
+        """Where this group's binaries are cached; node groups get their own version-keyed folder, so a bump of
+        etcd or helm never rebuilds kubelet (and the other way round)."""
+        if not self.node:
+            return cache_dir() / "bin"
+        return cache_root() / f"{self.name}-{self.version}" / "bin"
 
 
 def _kube_ldflags() -> str:
@@ -101,10 +118,52 @@ def _groups() -> tuple[_Group, ...]:
             version=HELM_VERSION,
             ldflags=f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
         ),
+        # The real test node (devtools/realnode). kubelet, kube-proxy and kubectl come from the control plane's
+        # wrapper module (one set of pins; its tools.go lists them), so they share its Go build cache.
+        _Group(
+            name="node",
+            module_dir="controlplane",
+            packages=(
+                "k8s.io/kubernetes/cmd/kubelet",
+                "k8s.io/kubernetes/cmd/kube-proxy",
+                "k8s.io/kubernetes/cmd/kubectl",
+            ),
+            binaries=("kubelet", "kube-proxy", "kubectl"),
+            version=KUBERNETES_VERSION,
+            ldflags=_kube_ldflags(),
+            node=True,
+        ),
+        _Group(
+            name="containerd",
+            module_dir="",
+            packages=(
+                "github.com/containerd/containerd/v2/cmd/containerd",
+                "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+                "github.com/containerd/containerd/v2/cmd/ctr",
+            ),
+            binaries=("containerd", "containerd-shim-runc-v2", "ctr"),
+            version=CONTAINERD_VERSION,
+            ldflags="-s -w",
+            node=True,
+            go_install=True,
+            tags="no_btrfs no_devmapper no_zfs",
+            env=(("CGO_ENABLED", "0"),),
+        ),
+        _Group(
+            name="pause",
+            module_dir="node/pause",
+            packages=(".",),
+            binaries=("pause",),
+            version=PAUSE_VERSION,
+            ldflags="-s -w",
+            node=True,
+            env=(("CGO_ENABLED", "0"),),
+        ),
     )
 
 
-ALL_BINARIES: tuple[str, ...] = tuple(b for g in _groups() for b in g.binaries)
+ALL_BINARIES: tuple[str, ...] = tuple(b for g in _groups() if not g.node for b in g.binaries)
+NODE_BINARIES: tuple[str, ...] = tuple(b for g in _groups() if g.node for b in g.binaries)
 
 
 def cache_root() -> Path:
@@ -157,19 +216,28 @@ def _heartbeat(label: str, expected_minutes: int, stop: threading.Event) -> None
 
 def _build_group(group: _Group, bin_dir: Path, log_dir: Path) -> None:
     go = _go()
-    module = HACK_DIR / group.module_dir
-    if not (module / "go.mod").is_file():
-        raise BinaryError(f"{module}/go.mod not found: building needs a source checkout of Lanes")
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"build-{group.name}-{time.strftime('%Y%m%dT%H%M%S')}.log"
     staging = Path(tempfile.mkdtemp(prefix=f".build-{group.name}-", dir=bin_dir.parent))
-    cmd = [go, "build", "-trimpath", "-ldflags", group.ldflags, "-o", str(staging) + "/", *group.packages]
+    tags = ["-tags", group.tags] if group.tags else []
+    env = dict(os.environ, **dict(group.env))
+    if group.go_install:
+        # outside any module, `go install pkg@version` builds with that module's own go.mod
+        module = staging
+        env["GOBIN"] = str(staging)
+        packages = [f"{p}@{group.version}" for p in group.packages]
+        cmd = [go, "install", "-trimpath", *tags, "-ldflags", group.ldflags, *packages]
+    else:
+        module = HACK_DIR / group.module_dir
+        if not (module / "go.mod").is_file():
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BinaryError(f"{module}/go.mod not found: building needs a source checkout of Lanes")
+        cmd = [go, "build", "-trimpath", *tags, "-ldflags", group.ldflags, "-o", str(staging) + "/", *group.packages]
     expected = _EXPECTED_MINUTES.get(group.name, 5)
     _say(
         f"building {', '.join(group.binaries)} {group.version} from Go modules "
         f"(cold build ~{expected} min on 2 cores, cached afterwards); log: {log_path}"
     )
-    env = dict(os.environ)
     stop = threading.Event()
     ticker = threading.Thread(target=_heartbeat, args=(group.name, expected, stop), daemon=True)
     ticker.start()
@@ -214,9 +282,32 @@ def ensure_binaries(names: tuple[str, ...] = ALL_BINARIES) -> Path:
     bin_dir.mkdir(parents=True, exist_ok=True)
     for group in _groups():
         wanted = [b for b in group.binaries if b in names]
-        if wanted and not all((bin_dir / b).is_file() for b in wanted):
+        if not group.node and wanted and not all((bin_dir / b).is_file() for b in wanted):
             _build_group(group, bin_dir, cache_dir() / "logs")
     return bin_dir
+
+
+def ensure_node_binaries(names: tuple[str, ...] = NODE_BINARIES) -> dict[str, Path]:
+    """Paths of the real test node's binaries (kubelet, kube-proxy, kubectl, containerd, ctr, pause, ...),
+    building the groups that miss one into their version-keyed cache folders.
+
+    The kubelet group compiles against the control plane's module, so build it after the control plane (the Go
+    build cache then makes it ~2 min instead of a second cold build).
+    """
+    found: dict[str, Path] = {}
+    for group in _groups():
+        wanted = [b for b in group.binaries if b in names]
+        if not group.node or not wanted:
+            continue
+        bin_dir = group.bin_dir()
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        if not all((bin_dir / b).is_file() for b in wanted):
+            _build_group(group, bin_dir, bin_dir.parent / "logs")
+        found.update({b: bin_dir / b for b in wanted})
+    missing = sorted(set(names) - set(found))
+    if missing:
+        raise BinaryError(f"no build group makes {', '.join(missing)}")
+    return found
 
 
 def binary(name: str, names: tuple[str, ...] = ALL_BINARIES) -> Path:
