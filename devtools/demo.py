@@ -25,6 +25,8 @@ import yaml
 from devtools.controlplane import BinaryError, ControlPlane, ControlPlaneError
 from devtools.controlplane.binaries import REPO_ROOT
 from devtools.controlplane.waits import wait_for_default_service_account
+from devtools.dataplane.crds import CRDError
+from devtools.dataplane.harness import DataPlaneError
 from devtools.local_controller import LocalController, LocalControllerError
 from devtools.local_webhook import (
     LocalWebhook,
@@ -206,6 +208,14 @@ def run(keep: bool, examples: Path) -> int:
             f"{len(pods)} pods, {ready} Ready: each labeled with its lane and app, with a lossless preStop, and "
             "Ready only after the controller opened its lanes.io/registered gate (REGISTERED = register-delay)"
         )
+        from devtools.dataplane.harness import preflight as dataplane_preflight
+        from devtools.dataplane.scenario import routing_demo
+
+        why_not = dataplane_preflight()
+        if why_not:
+            _say(f"lane routing part skipped: {why_not}")
+        else:
+            routing_demo(plane, api_client, workdir / "dataplane", _say)
         if keep:
             _say(f"kept running: export KUBECONFIG={plane.kubeconfig}  (Ctrl-C stops and cleans up)")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
@@ -230,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args.keep, args.examples)
     except (BinaryError, ControlPlaneError, DemoError, LocalControllerError, LocalWebhookError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (DataPlaneError, CRDError) as exc:  # the routing part; the messages name the logs
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

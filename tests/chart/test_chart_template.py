@@ -19,6 +19,7 @@ from webhook.cli.controller import build_parser as controller_parser
 from webhook.cli.controller import settings_from_args
 from webhook.cli.server import build_parser
 from webhook.contract.defaults import ClusterDefaults, load_defaults
+from webhook.controller.rbac import routing_rules
 from webhook.controller.settings import ControllerSettings
 
 NS = "lanes-system"
@@ -159,6 +160,7 @@ def test_controller_flags_name_the_charts_objects(default: list[dict[str, Any]])
     assert settings.secret_name == one(default, "Secret")["metadata"]["name"] == "lanes-tls"
     assert settings.lease_name == one(default, "Lease")["metadata"]["name"] == "lanes-controller"
     assert settings.manage_certs is True
+    assert settings.routing is not None and settings.routing.options.outputs == ("GatewayAPI", "Istio")
     ctrl = deployment["spec"]["template"]["spec"]["initContainers"][0]
     mounts = {m["name"]: m["mountPath"] for m in ctrl["volumeMounts"]}
     assert settings.cert_dir == Path(mounts["certs"])
@@ -235,6 +237,8 @@ def test_rbac_is_exactly_what_the_controller_and_the_watch_cache_use(default: li
         },
         {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+        # lane routing (controller.lanes.enabled): exactly webhook.controller.rbac.routing_rules()
+        *[rule for rule in routing_rules() if rule["resources"] != ["events"]],
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         {
             "apiGroups": ["admissionregistration.k8s.io"],

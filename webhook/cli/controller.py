@@ -178,6 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="status PATCHes in flight at most (default: %(default)s)",
     )
+    add("--lanes", action="store_true", help="run the Lane reconciler (lane routing; needs the Lane CRD)")
+    add(
+        "--lanes-outputs",
+        default="GatewayAPI,Istio",
+        metavar="LIST",
+        help="outputs of Lanes that name none: GatewayAPI, Istio, GAMMA, EastWest (default: %(default)s)",
+    )
+    add(
+        "--lanes-east-west-gateway",
+        default="",
+        metavar="NAMESPACE/NAME",
+        help="the shared in-cluster Gateway of the EastWest output, for Lanes that name none",
+    )
+    add("--lanes-cluster-domain", default="cluster.local", metavar="DOMAIN", help="(default: %(default)s)")
+    add(
+        "--lanes-resync",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="re-render every namespace with Lanes this often (default: %(default)s)",
+    )
     add("--metrics-port", type=int, default=0, metavar="PORT", help="serve Prometheus /metrics (default: off)")
     add("--metrics-host", default="0.0.0.0", metavar="ADDRESS", help="(default: %(default)s)")
     add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -188,16 +209,21 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
     """Validated settings; :class:`SettingsError` names the bad flag combination."""
     if not args.namespace:
         raise SettingsError("--namespace is required (or set POD_NAMESPACE)")
+    extra: dict[str, Any] = {}
     default_delay = 0.0
+    tag_header = "x-lane"
     if args.defaults:
         from webhook.contract.defaults import load_defaults
 
         try:
-            default_delay = load_defaults(args.defaults).parsed["register_delay"]
+            parsed = load_defaults(args.defaults).parsed
+            default_delay = parsed["register_delay"]
+            tag_header = str(parsed.get("tag_header") or tag_header)
         except Exception as exc:
             raise SettingsError(str(exc).splitlines()[0]) from None
+    if args.lanes:
+        extra["routing"] = routing_settings(args, tag_header)
     manage = not args.cert_manager and (args.manage_certs or args.cert_dir is not None)
-    extra: dict[str, Any] = {}
     if args.identity:
         extra["identity"] = args.identity
     return ControllerSettings(
@@ -230,6 +256,30 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         ),
         **extra,
     )
+
+
+def routing_settings(args: argparse.Namespace, tag_header: str) -> Any:
+    """The Lane reconciler's settings from the ``--lanes-*`` flags; :class:`SettingsError` names a bad one."""
+    from webhook.controller.routing.render import RenderOptions
+    from webhook.controller.routing.settings import ReconcilerSettings
+    from webhook.controller.routing.spec import LaneError, ParentRef, parse_gateway_ref, parse_outputs
+
+    try:
+        outputs = parse_outputs(args.lanes_outputs, "--lanes-outputs")
+        east_west: tuple[ParentRef, ...] = ()
+        if args.lanes_east_west_gateway:
+            east_west = (parse_gateway_ref(args.lanes_east_west_gateway, "--lanes-east-west-gateway"),)
+    except LaneError as exc:
+        raise SettingsError(str(exc)) from None
+    try:
+        return ReconcilerSettings(
+            options=RenderOptions(
+                tag_header=tag_header, outputs=outputs, east_west=east_west, cluster_domain=args.lanes_cluster_domain
+            ),
+            resync=args.lanes_resync,
+        )
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def api_client(kubeconfig: str | None, in_cluster: bool) -> Any:

@@ -37,19 +37,35 @@ class EventRecorder:
         """Record the Event: ``written`` now, ``exists`` (written before, by any replica) or ``failed``."""
         namespace = podfacts.namespace_of(pod)
         meta = podfacts.meta(pod)
+        involved = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": meta.get("name"),
+            "namespace": namespace,
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        }
+        return self.record(involved, event_name(pod, reason), reason, message, warning=warning, timeout=timeout)
+
+    def record(
+        self,
+        involved: JSON,
+        name: str,
+        reason: str,
+        message: str,
+        *,
+        warning: bool,
+        timeout: Callable[[], float] | None = None,
+    ) -> Literal["written", "exists", "failed"]:
+        """Record an Event named ``name`` about ``involved`` (apiVersion, kind, name, namespace, uid): the one
+        writer behind :meth:`pod_event` and the Lane reconciler's events (webhook/controller/routing)."""
+        namespace = str(involved.get("namespace") or "")
         now = dt.datetime.now(dt.UTC)
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": event_name(pod, reason), "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": meta.get("name"),
-                "namespace": namespace,
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": involved,
             "reason": reason,
             "message": message[:1024],
             "type": "Warning" if warning else "Normal",
@@ -69,6 +85,7 @@ class EventRecorder:
         except KubeError as exc:
             if exc.status == 409:
                 return "exists"
-            log.warning("could not record event", extra={"pod": podfacts.describe(pod), "error": str(exc)})
+            where = f"{namespace}/{involved.get('name')}"
+            log.warning("could not record event", extra={"object": where, "reason": reason, "error": str(exc)})
             return "failed"
         return "written"

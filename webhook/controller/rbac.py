@@ -33,6 +33,8 @@ def cluster_rules(settings: ControllerSettings) -> list[Rule]:
         rules.append(_rule("", ["events"], ["create"]))
     if settings.repair.mode is RepairMode.EVICT:
         rules.append(_rule("", ["pods/eviction"], ["create"]))
+    if settings.routing is not None:
+        rules.extend(routing_rules())
     if settings.manage_certs:
         # caBundle: list/watch work with resourceNames because the watch selects metadata.name.
         verbs = ["get", "list", "watch", "patch"]
@@ -64,3 +66,20 @@ def namespace_rules(settings: ControllerSettings) -> list[Rule]:
     elif settings.cert_dir is not None:
         rules.append(_rule("", ["secrets"], ["get", "list", "watch"], [settings.secret_name]))
     return rules
+
+
+def routing_rules() -> list[Rule]:
+    """Lane routing (webhook/controller/routing): read Lanes and what they are rendered from, write the status and
+    the finalizer, server-side apply (create + patch) and delete the generated kinds. Nothing else is written."""
+    generated = ["get", "list", "watch", "create", "patch", "delete"]
+    return [
+        _rule("lanes.io", ["lanes"], ["get", "list", "watch", "patch"]),  # patch: the finalizer
+        _rule("lanes.io", ["lanes/status"], ["patch"]),
+        # blockOwnerDeletion on the generated objects' ownerReferences needs update on the owner's finalizers.
+        _rule("lanes.io", ["lanes/finalizers"], ["update"]),
+        _rule("", ["services"], generated),
+        _rule("discovery.k8s.io", ["endpointslices"], ["get", "list", "watch"]),
+        _rule("gateway.networking.k8s.io", ["httproutes"], generated),
+        _rule("networking.istio.io", ["destinationrules", "virtualservices"], generated),
+        _rule("", ["events"], ["create"]),
+    ]

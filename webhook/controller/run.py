@@ -13,7 +13,8 @@ is one call::
 
 Every replica: the certificate Secret mirror (files for the admission server) and the leader election.
 The leader, per term: namespace and pod watches feeding the readiness gate and repair, the certificate
-rotation and watches of the webhook configurations (so a ``helm upgrade`` that resets ``caBundle`` is repaired).
+rotation and watches of the webhook configurations (so a ``helm upgrade`` that resets ``caBundle`` is repaired), and,
+when configured, the Lane reconciler (webhook/controller/routing).
 Losing the Lease ends the term at once: every write path first asks the elector (whose answer expires at the
 renew deadline by itself), watches are closed and work queues shut down.
 """
@@ -96,6 +97,18 @@ class LeaderTerm:
                 own_namespace=settings.namespace,
                 settings=settings.repair,
             )
+        self.routing: Any = None
+        if settings.routing is not None:
+            # Lane routing (leader only): shares this term's pod watch instead of opening a second one.
+            from webhook.controller.routing.reconciler import LaneReconciler
+
+            self.routing = LaneReconciler(
+                kube,
+                settings=settings.routing,
+                write_timeout=write_timeout,
+                recorder=EventRecorder(kube, settings.identity),
+                pods=self.pods,
+            )
         self.rotation: CertRotation | None = None
         self.config_watches: list[Reflector] = []
         if settings.manage_certs:
@@ -123,6 +136,8 @@ class LeaderTerm:
         self.gate.on_pod(kind, pod, old)
         if self.repair is not None:
             self.repair.on_pod(kind, pod, old)
+        if self.routing is not None:
+            self.routing.on_pod(kind, pod, old)
 
     def _on_namespace(self, kind: str, namespace: JSON, old: JSON | None) -> None:
         self.gate.on_namespace(kind, namespace, old)
@@ -152,6 +167,9 @@ class LeaderTerm:
         if self.rotation is not None:
             rotation = self.rotation
             self._spawn("certs", lambda: rotation.run(self.stop_event))
+        if self.routing is not None:
+            routing = self.routing
+            self._spawn("routing", lambda: None if self.stop_event.is_set() else routing.start())
 
     def _run_pods(self) -> None:
         # Pods are judged by their namespace: start once the enabled namespaces are known, so the first list
@@ -174,16 +192,21 @@ class LeaderTerm:
         self.gate.stop()
         if self.repair is not None:
             self.repair.stop()
+        if self.routing is not None:
+            self.routing.stop()
         if self.rotation is not None:
             self.rotation.poke()
 
     def join(self, timeout: float) -> None:
         for thread in self._threads:
             thread.join(timeout)
+        if self.routing is not None:
+            self.routing.join(timeout)
 
     def alive(self) -> bool:
         """Some thread of this term is still winding down."""
-        return any(thread.is_alive() for thread in self._threads)
+        routing = self.routing is not None and self.routing.alive()
+        return routing or any(thread.is_alive() for thread in self._threads)
 
 
 class Controller:

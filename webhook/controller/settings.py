@@ -12,8 +12,12 @@ import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from webhook.contract import names
+
+if TYPE_CHECKING:
+    from webhook.controller.routing.settings import ReconcilerSettings
 
 DAY = 86_400.0
 
@@ -136,6 +140,8 @@ class ControllerSettings:
     lease: LeaseTiming = field(default_factory=LeaseTiming)
     certs: CertTiming = field(default_factory=CertTiming)
     repair: RepairSettings = field(default_factory=RepairSettings)
+    routing: ReconcilerSettings | None = None
+    """Lane routing (webhook/controller/routing): None leaves Lanes alone (and needs no RBAC for them)."""
 
     def __post_init__(self) -> None:
         if not self.namespace:

@@ -209,6 +209,8 @@ class Kube:
             "strategic": "application/strategic-merge-patch+json",
             "merge": "application/merge-patch+json",
             "json": "application/json-patch+json",
+            # server-side apply: pass query={"fieldManager": ..., "force": ...}
+            "apply": "application/apply-patch+yaml",
         }[patch_type]
         return self.request("PATCH", path, body=body, content_type=content_type, **kw)
 
