@@ -9,7 +9,17 @@ Benchmarks (each writes ``<results>/<name>.json``; all together ``<results>/summ
 - ``rollout``: the lossless rollout lab, plain Deployment vs Lanes, behind HAProxy (bench/rollout_lab.py);
 - ``warmup_curves``: the configured ramps and how a new instance's measured traffic share follows them
   (bench/warmup_curves.py);
-- ``footprint``: the agent sidecar's RSS and idle CPU (bench/footprint.py).
+- ``footprint``: the agent sidecar's RSS and idle CPU (bench/footprint.py);
+- ``routing``: the Lane reconciler on 200 services x 5 Lanes: time to apply, writes, a no-op resync, a change and
+  a health-aware fallback (bench/routing.py);
+- ``lossless_node``: rollout restart, scale down and eviction of the sample app under constant load through
+  kube-proxy on a real node, plain vs Lanes (bench/lossless_node.py; needs root, builds the node and the images);
+- ``first_request``: an app's first-request latency against an HTTPS dependency behind a caching DNS server, with
+  and without ``lanes-prewarm`` and self warm-up requests, in one run (bench/first_request.py; needs root for its
+  private network namespace);
+- ``nacos_rollout``: providers discovered through a real Nacos by real consumers (the Python SDK, client-side
+  weighted choice), rolled plain vs Lanes: failed requests and p99 (bench/nacos_rollout.py; processes, not pods;
+  needs root, Java and Maven).
 
 ``--quick`` runs every benchmark in a smoke mode of seconds (numbers meaningless; for tests and CI) and writes to
 ``bench/results/quick/`` unless ``--results`` says otherwise. Tools: wrk and haproxy (Debian), Go (the Go yardstick and
@@ -81,6 +91,42 @@ def _footprint(quick: bool, work: Path, results: Path) -> dict[str, Any]:
     return footprint.run(quick, work)
 
 
+def _routing(quick: bool, work: Path, results: Path) -> dict[str, Any]:
+    from bench import routing
+
+    return routing.run(quick, work)
+
+
+def _first_request(quick: bool, work: Path, results: Path) -> dict[str, Any]:
+    from bench import first_request
+
+    return first_request.run(quick, work, results)
+
+
+def _lossless_node(quick: bool, work: Path, results: Path) -> dict[str, Any]:
+    from bench import lossless_node
+
+    return lossless_node.run(quick, work, results)
+
+
+def _scale(quick: bool, work: Path, results: Path) -> dict[str, Any]:
+    from bench import scale
+
+    return scale.run(quick, work)
+
+
+def _scale_webhook(quick: bool, work: Path, results: Path) -> dict[str, Any]:
+    from bench import scale_webhook
+
+    return scale_webhook.run(quick, work)
+
+
+def _nacos_rollout(quick: bool, work: Path, results: Path) -> dict[str, Any]:
+    from bench import nacos_rollout
+
+    return nacos_rollout.run(quick, work, results)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
@@ -89,6 +135,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("rollout", "Lossless rollout lab", 60, 20, _rollout),
         Benchmark("warmup_curves", "Warm-up curves", 50, 20, _curves),
         Benchmark("footprint", "Helper footprint", 100, 12, _footprint),
+        Benchmark("routing", "Lane routing: 200 services x 5 lanes", 240, 60, _routing),
+        Benchmark("lossless_node", "Lossless rollouts on a real node: plain vs Lanes", 900, 240, _lossless_node),
+        Benchmark("first_request", "First request: pre-warm vs self warm-up", 60, 15, _first_request),
+        Benchmark("nacos_rollout", "Nacos-discovered providers rolled: plain vs Lanes", 150, 90, _nacos_rollout),
+        Benchmark("scale", "Controller at 1,000 / 5,000 / 10,000 pods on kwok nodes", 900, 60, _scale),
+        Benchmark("scale_webhook", "Webhook owner cache: 2,000 ReplicaSets / 500 Deployments", 240, 30, _scale_webhook),
     )
 }
 
@@ -200,6 +252,70 @@ def targets(name: str, result: dict[str, Any]) -> list[dict[str, str]]:
         worst = result["summary"]["max_rms_pp"]
         row("New instance's traffic share follows the configured curve (RMS deviation; bar 5 pp)", measured,
             worst is not None and worst <= 5)
+    elif name == "routing":
+        row("Lane change applied < 1 s", f"{_fmt(result['change']['seconds'], ' s', 3)}, "
+            f"{result['change']['writes']} writes", result["change"]["seconds"] < 1.0)
+        row("Fallback applied < 2 s after the lane version's last pod went unready",
+            f"{_fmt(result['fallback']['seconds'], ' s', 3)} "
+            f"(back in {_fmt(result['fallback']['restore_seconds'], ' s', 3)})",
+            result["fallback"]["seconds"] < 2.0)
+        row("No-op resync writes nothing", f"{result['resync']['writes']} writes", result["resync"]["writes"] == 0)
+        initial = result["initial"]
+        row(f"(info) {result['services']} services x {result['lanes']} Lanes from nothing",
+            f"{_fmt(initial['seconds'], ' s', 2)}, {initial['writes']} writes ({initial['applies']} applies)", None)
+    elif name == "first_request":
+        s = result["summary"]
+        cases, speedup = s["cases"], s["speedup_vs_none"]
+        firsts = " / ".join(_fmt(cases[c]["first_ms"], " ms", 1) for c in ("none", "prewarm", "selfwarm", "both"))
+        row("(info) app's first request, median: neither / pre-warm / self warm-up / both", firsts, None)
+        self_warm = cases["selfwarm"]
+        row("Self warm-up opens the app's own connections: its first request pays no DNS, TCP or TLS set-up",
+            f"{self_warm['paid_setup']} of {self_warm['trials']} first requests paid set-up; "
+            f"{_fmt(speedup['selfwarm'], 'x', 1)} faster than neither",
+            self_warm["trials"] > 0 and self_warm["paid_setup"] == 0)
+        prewarm = cases["prewarm"]
+        opened = prewarm["opened_ms"]
+        tls_ms = (opened["tls_context"] or 0) + (opened["tls_handshake"] or 0)
+        row("(info) pre-warm alone: shared state only (DNS cache hit, dependency warm); the app still opens its own "
+            "TLS connection",
+            f"{_fmt(speedup['prewarm'], 'x', 2)} faster than neither; {prewarm['dns_cache_hits']} of "
+            f"{prewarm['trials']} DNS lookups hit the cache; still paid: DNS {_fmt(opened['dns'], ' ms', 1)}, "
+            f"TLS context + handshake {_fmt(tls_ms, ' ms', 1)}",
+            None)
+    elif name == "lossless_node":
+        s = result["summary"]
+        plain, lanes = s["plain"], s["lanes"]
+        row("Real node: Lanes 0 failed requests in every claimed case while plain fails (rollout restart, scale "
+            "down, eviction; graceful and abrupt app; keep-alive and new connections)",
+            f"Lanes {lanes['failed_claimed']} of {lanes['requests_claimed']}, "
+            f"plain {plain['failed_claimed']} of {plain['requests_claimed']}",
+            lanes["failed_claimed"] == 0 and plain["failed_claimed"] > 0)
+        row("(info) every case incl. abrupt app + keep-alive: failed, and without the client's one retry",
+            f"Lanes {lanes['failed_all']} ({lanes['failed_without_retry_all']}), "
+            f"plain {plain['failed_all']} ({plain['failed_without_retry_all']}) of about {lanes['requests_all']}",
+            None)
+        row("(info) worst p99 during a disruption / steady p99, plain / Lanes",
+            f"{_fmt(plain['worst_p99_ratio'], 'x', 2)} / {_fmt(lanes['worst_p99_ratio'], 'x', 2)}", None)
+        row("(info) disruption duration until settled, plain / Lanes",
+            ", ".join(f"{d} {_fmt(plain['duration_s'][d], ' s')} / {_fmt(lanes['duration_s'][d], ' s')}"
+                      for d in plain["duration_s"] if plain["duration_s"][d] is not None), None)
+    elif name == "nacos_rollout":
+        s = result["summary"]
+        row("Nacos consumers (real SDK, client-side LB): Lanes 0 failed requests while rolling providers",
+            f"Lanes {s['lanes_failed']} of {result['lanes']['requests']}, plain {s['plain_failed']} of "
+            f"{result['plain']['requests']}", s["lanes_failed"] == 0)
+        row("(info) p99 during the rollout, plain / Lanes (processes, not pods; Nacos 2.3.2 third-party build)",
+            f"{_fmt(s['plain_p99_ms'], ' ms', 1)} / {_fmt(s['lanes_p99_ms'], ' ms', 1)}", None)
+    elif name == "scale":
+        from bench.scale import target_rows
+
+        for target, measured, ok in target_rows(result):
+            row(target, measured, ok)
+    elif name == "scale_webhook":
+        from bench import scale_webhook
+
+        for target, measured, ok in scale_webhook.target_rows(result):
+            row(target, measured, ok)
     elif name == "footprint":
         s = result["summary"]
         rss = result["rss_kb"]
