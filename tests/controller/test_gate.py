@@ -155,3 +155,47 @@ def test_unready_before_the_delay_restarts_it_and_deleting_pods_need_nothing(env
         time.sleep(3.5)
         assert metric(controller.metrics, "lanes_gate_patches_total", {"result": "success"}) == 1
         assert metric(controller.metrics, "lanes_gate_patches_total", {"result": "failure"}) == 0
+
+
+def test_a_patch_held_back_while_leadership_was_unconfirmed_is_sent_once_it_is(env: Env) -> None:
+    """The elector's answer lapses for a moment (a renewal that lands just after the renew deadline, on a loaded
+    node) but the term goes on: the pod whose timer fired in that moment must still be registered, although no
+    further watch event will ever name it again."""
+    import threading
+
+    from webhook.controller import ControllerMetrics
+    from webhook.controller.gate import Gate
+    from webhook.controller.leader import NotLeader
+    from webhook.controller.pods import project
+    from webhook.kube.reflector import Reflector
+
+    ns = env.namespace()
+    asked: list[float] = []
+
+    def write_timeout() -> float:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            raise NotLeader("renewal late")
+        return 10.0
+
+    holder: dict[str, Gate] = {}
+    pods = Reflector(
+        env.kube,
+        f"/api/v1/namespaces/{ns}/pods",
+        name="pods",
+        transform=project,
+        on_event=lambda kind, pod, old: holder["gate"].on_pod(kind, pod, old),
+    )
+    gate = holder["gate"] = Gate(env.kube, pods, lambda name: name == ns, write_timeout, ControllerMetrics())
+    stop = threading.Event()
+    pods.start(stop)
+    try:
+        env.kube.create(f"/api/v1/namespaces/{ns}/pods", gated_pod("unlucky", env.node))
+        wait_for(
+            lambda: condition_status(env.kube.get(pod_path(ns, "unlucky")), GATE) == "True", 10, "registered", 0.05
+        )
+        assert len(asked) == 2, "asked once in the lapse, once after"
+    finally:
+        stop.set()
+        pods.close()
+        gate.stop()

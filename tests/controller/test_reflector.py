@@ -99,3 +99,60 @@ def test_close_interrupts_a_blocked_watch_at_once(env: Env) -> None:
     reflector.close()
     thread.join(5)
     assert not thread.is_alive() and time.monotonic() - closed < 1.0
+
+
+def test_a_watch_whose_connection_a_nat_forgot_is_reopened_and_misses_nothing(env: Env, control_plane: Any) -> None:
+    """The lossless_node benchmark's hang: ``conntrack -F`` on the node left the controller's pod watch on a
+    connection where nothing arrived and nothing failed, so pods created afterwards were never seen (and never
+    registered). A watch that delivers nothing, not even a bookmark, for ``idle_timeout`` is reopened."""
+    from kubernetes import config
+
+    from tests.controller.natrelay import NatRelay
+    from webhook.kube.client import Kube
+
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    host, port = api.configuration.host.removeprefix("https://").rsplit(":", 1)
+    relay = NatRelay((host, int(port)))
+    api.configuration.host = f"https://{host}:{relay.port}"
+    ns = env.namespace(enabled=False)
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    recorder = Recorder()
+    reflector = Reflector(
+        Kube(api), path, name="configmaps", label_selector="test=reflector", on_event=recorder, idle_timeout=3
+    )
+    stop, thread = start(reflector)
+    try:
+        wait_for(reflector.synced.is_set, 10, "initial list")
+        env.kube.create(path, configmap("before"))
+        wait_for(lambda: reflector.get(f"{ns}/before") is not None, 10, "a change before the loss")
+        relay.lose_state()
+        lost = time.monotonic()
+        env.kube.create(path, configmap("after"))  # the server sends first: this connection is now dead
+        wait_for(lambda: reflector.get(f"{ns}/after") is not None, 20, "the change made after the NAT lost the watch")
+        assert time.monotonic() - lost < 3 + 5, "reopened only after the idle limit and a short backoff"
+        assert reflector.relists == 1, "resumed from the resourceVersion: no relist needed"
+        assert [n for k, n in recorder.events if k == "ADDED"] == ["before", "after"]
+    finally:
+        stop.set()
+        reflector.close()
+        thread.join(5)
+        relay.close()
+
+
+def test_watch_sockets_probe_their_peer_with_tcp_keepalive(env: Env) -> None:
+    """Through a real NAT (no relay in between) the keepalive probes notice the dead connection in ~25 s, or
+    re-create the NAT state: the watch socket must have them on."""
+    import socket
+
+    from webhook.kube.reflector import KEEPALIVE
+
+    ns = env.namespace(enabled=False)
+    stream = env.kube.watch(f"/api/v1/namespaces/{ns}/configmaps", {"timeoutSeconds": 5}, read_timeout=10)
+    try:
+        assert stream.keepalive(*KEEPALIVE)
+        sock = stream._response.connection.sock  # the socket the watch reads from
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE[0]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVE[2]
+    finally:
+        stream.close()

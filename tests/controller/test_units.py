@@ -216,3 +216,27 @@ def test_rbac_grants_only_what_the_configuration_uses() -> None:
     assert {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]} in rules
     hooks = [r for r in rules if r["apiGroups"] == ["admissionregistration.k8s.io"]]
     assert all(r["resourceNames"] == ["hook"] for r in hooks) and len(hooks) == 2
+
+
+def test_a_pod_first_seen_ready_counts_its_delay_from_the_latest_moment_its_whole_second_stamp_allows() -> None:
+    """A pod already ready when the leader's watch first lists it: its ContainersReady stamp has whole seconds,
+    cut off, so the transition may have been up to a second later than the stamp says; counting from the stamp
+    would register it up to a second early (the gate test's rare 1-in-4 failure under load)."""
+    from webhook.controller import ControllerMetrics
+    from webhook.controller.gate import Gate
+
+    while time.time() % 1.0 < 0.6:  # late in a second: the cut-off fraction is large
+        time.sleep(0.05)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ready = pod(annotations={names.ANN_REGISTER_DELAY: "2s"}, readinessGates=[{"conditionType": "lanes.io/registered"}])
+    ready["metadata"]["uid"] = "u1"
+    ready["status"] = {"conditions": [{"type": "ContainersReady", "status": "True", "lastTransitionTime": stamp}]}
+    gate = Gate(None, None, lambda name: True, lambda: 10.0, ControllerMetrics())  # type: ignore[arg-type]
+    try:
+        seen = time.monotonic()
+        gate.on_pod("ADDED", ready, None)
+        due = gate.queue._due["u1"]
+        assert due >= seen + 2.0 - 0.05, f"registered {seen + 2.0 - due:.2f}s before the delay can have passed"
+        assert due <= seen + 2.0 + 0.05
+    finally:
+        gate.stop()

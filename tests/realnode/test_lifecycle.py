@@ -302,3 +302,35 @@ def test_a_pod_whose_first_port_is_udp_becomes_ready(
     _create(core, enabled_ns, pod("udp-first", [container]))
     ready = wait_ready(core, enabled_ns, "udp-first", timeout=90)
     assert "lanes-agent" in _containers(ready)
+
+
+def test_the_gate_still_sees_new_pods_after_the_nodes_conntrack_table_is_flushed(
+    real_node: RealNode, node_k8s: client.ApiClient, enabled_ns: str, sample_image: str
+) -> None:
+    """The lossless_node benchmark's hang (rollout stuck 180 s): it runs ``conntrack -F`` on the node before each
+    case, which made the controller's pod watch (through the Service IP, so through NAT) silently dead: the API
+    server's packets were no longer translated back, nothing failed on the controller's side, and pods created
+    afterwards were never registered until the watch's read timeout (5 to 10 minutes). Keepalive probes on watch
+    sockets notice within about 25 s."""
+    core = client.CoreV1Api(node_k8s)
+    GATED = {"lanes.io/register-delay": "1s"}  # a register delay, so the webhook adds the readiness gate
+    _create(core, enabled_ns, pod("before-flush", [app_container(sample_image)], annotations=GATED))
+    wait_ready(core, enabled_ns, "before-flush", timeout=120)
+    time.sleep(2)  # the watch connection idles, as between two benchmark cases
+    flushed = real_node.run(["conntrack", "-F"], timeout=30)
+    assert flushed.returncode == 0 or "0 flow entries" in flushed.stderr, flushed.stderr
+    # The API server's own connection to the webhook went through the same NAT: its next call may fail (and
+    # failurePolicy Ignore admit a pod uninjected). Server-side dry runs until it injects again: they create
+    # nothing, so the controller's watch is not woken by them.
+    from devtools.realnode.chart import _injects
+
+    wait_for("the webhook to inject again after the flush", lambda: _injects(real_node, enabled_ns), timeout=60)
+    _create(core, enabled_ns, pod("after-flush", [app_container(sample_image)], annotations=GATED))
+    # ready containers within seconds; registration needs the controller to see the pod
+    ready = wait_ready(core, enabled_ns, "after-flush", timeout=90)
+    assert "lanes-agent" in _containers(ready), "admitted without injection"
+    gate = condition(ready, "lanes.io/registered")
+    containers_ready = condition(ready, "ContainersReady")
+    assert gate is not None and gate.status == "True" and containers_ready is not None
+    lag = parse_k8s_time(gate.last_transition_time) - parse_k8s_time(containers_ready.last_transition_time)
+    print(f"\n[realnode] after the conntrack flush: registered {lag:.0f}s after ContainersReady (delay 1s)")

@@ -17,7 +17,8 @@ starts over.
 
 When ``ContainersReady`` was seen flipping to True by this watch, the delay counts from that moment (the
 timestamps in the pod have one-second resolution); a pod that was already ready when this leader started
-counts from the condition's ``lastTransitionTime``, so a failover neither restarts nor skips the delay.
+counts from the condition's ``lastTransitionTime`` (its latest possible moment: the stamp's fractions are cut off),
+so a failover neither restarts nor skips the delay.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ log = logging.getLogger("lanes.controller.gate")
 
 CONTAINERS_READY = "ContainersReady"
 REASON = "RegisterDelayElapsed"
+NOT_LEADER_RETRY = 0.5
+"""Seconds before a PATCH held back because leadership was momentarily unconfirmed is tried again."""
 
 
 @dataclass
@@ -190,8 +193,10 @@ class Gate:
         if entry.seen_unready:
             since = now  # we watched it become ready: our clock is the precise one
         else:
+            # The stamp has whole seconds, cut off: the transition happened in [stamp, stamp + 1). Counting from
+            # its latest possible moment (but not after now, when we see the pod) never registers early.
             stamp = podfacts.parse_time(ltt)
-            since = now - max(0.0, time.time() - stamp) if stamp is not None else now
+            since = now - max(0.0, time.time() - (stamp + 1.0)) if stamp is not None else now
         entry.ready_since, entry.ready_since_ltt = since, ltt
         entry.delay = podfacts.register_delay(pod, self.default_delay)
         self.queue.forget(uid)  # a new transition: PATCH retries start from the first step
@@ -223,6 +228,12 @@ class Gate:
         try:
             timeout = self.write_timeout()
         except NotLeader:
+            # Not a verdict on the pod: the last renewal is just older than the renew deadline. If the term ends,
+            # the queue is shut down and this is dropped; if the renewal lands after all, the term carries on and
+            # nothing else would ever bring this pod back (its watch events are already in).
+            with self._lock:
+                if uid in self._pending and not self._stopped:
+                    self.queue.add_after(uid, NOT_LEADER_RETRY)
             return
         namespace, name = key.split("/", 1)
         path = f"/api/v1/namespaces/{path_segment(namespace)}/pods/{path_segment(name)}/status"

@@ -14,6 +14,7 @@ cluster-wide list of ReplicaSets or pods is large.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
@@ -114,6 +115,29 @@ class WatchStream:
             raise KubeError(0, f"watch stream broken: {exc}") from None
         finally:
             self.close()
+
+    def keepalive(self, idle: int, interval: int, count: int) -> bool:
+        """Turn on TCP keepalive for this stream's socket (probe after ``idle`` s of silence, every ``interval``
+        s, give up after ``count`` unanswered probes); False when the socket cannot be reached.
+
+        Why: a watch mostly *receives*. When a NAT on the way loses the connection's state (``conntrack -F`` on
+        the node, a conntrack table overflow, a cloud load balancer's idle timeout) without closing it, the server's
+        packets stop arriving and nothing ever fails on this side: without probes, the reader waits for its read
+        timeout (minutes) while every change goes unseen. The probes either re-create the NAT state or fail, and
+        the read then fails with ``ETIMEDOUT``/``ECONNRESET`` within about ``idle + interval * count`` seconds.
+        """
+        connection = getattr(self._response, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is None:
+            return False
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
+                if hasattr(socket, option):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         """Unblock a reader stuck in ``recv`` (shutdown the socket) and release the connection."""

@@ -12,8 +12,13 @@ history (``410 Gone``), dropped connections and API server restarts. The rules:
   between the old store and the new list (DELETED for what vanished, ADDED or MODIFIED for the rest), so nothing
   that happened while disconnected is lost;
 - any other failure (connection refused while the API server restarts, 5xx, 429) backs off with jitter and
-  resumes from the last version; the read timeout exceeds the server-side timeout so a silently dead connection
-  is noticed too.
+  resumes from the last version;
+- a connection that dies *silently* is noticed within seconds, not at the end of the watch: a NAT on the way that
+  loses its state (``conntrack -F`` on the node, a full conntrack table, a load balancer's idle timeout) leaves a
+  socket on which nothing ever arrives and nothing fails. The watch socket gets TCP keepalive probes
+  (:data:`KEEPALIVE`: about 25 s until a dead peer is reported), and a watch that delivers nothing at all, not
+  even the bookmark the API server sends about once a minute, for ``idle_timeout`` is presumed dead (a proxy
+  that answers the probes itself) and reopened from the last version.
 
 What is stored is up to the user: full JSON or metadata only (``PartialObjectMetadata``: the API server then sends
 no pod templates and no status), each object passed through ``transform`` (a small projection of it) and filed
@@ -41,6 +46,10 @@ METADATA_WATCH_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io
 
 EventHandler = Callable[[str, JSON, JSON | None], None]
 """``(type, obj, old)``: type is ADDED, MODIFIED or DELETED; ``old`` is the previous stored object, if any."""
+
+#: TCP keepalive of watch sockets: (idle, interval, count) seconds/probes, so a silently dead connection fails
+#: after about idle + interval * count = 25 s (client-go notices with HTTP/2 pings after 30 + 15 s).
+KEEPALIVE = (10, 5, 3)
 
 KeyFunction = Callable[[JSON], Hashable | None]
 """Where an object (as the API server sent it, before ``transform``) is filed; None skips it."""
@@ -74,6 +83,7 @@ class Reflector:
         on_error: Callable[[], None] | None = None,
         on_resumed: Callable[[], None] | None = None,
         watch_timeout: float = 300,
+        idle_timeout: float = 150,
         page_size: int = 500,
         backoff: Backoff | None = None,
         request_timeout: tuple[float, float] = DEFAULT_TIMEOUT,
@@ -93,6 +103,7 @@ class Reflector:
         self.on_resumed = on_resumed
         self._failing = False
         self.watch_timeout = watch_timeout
+        self.idle_timeout = idle_timeout
         self.page_size = page_size
         self.backoff = backoff or Backoff(first=0.25, cap=4.0, jitter=PLUS_MINUS_20)
         self.request_timeout = request_timeout
@@ -258,11 +269,12 @@ class Reflector:
         stream = self.kube.watch(
             self.path,
             query,
-            read_timeout=timeout + 30,
+            read_timeout=min(timeout + 30, self.idle_timeout),
             connect_timeout=self.request_timeout[0],
             accept=self.watch_accept,
         )
         self._stream = stream
+        stream.keepalive(*KEEPALIVE)
         if self._failing:
             # The API server answers again: tell whoever postponed work because of the outage.
             self._failing = False
