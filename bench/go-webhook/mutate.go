@@ -37,6 +37,7 @@ const (
 	containerAgent      = "lanes-agent"
 	agentPortName       = "lanes-agent"
 	nonrootUID          = int64(65532)
+	propagatorsKey      = "OTEL_PROPAGATORS"
 	defaultGrace        = int64(30)
 	statusVersion       = 1
 	otelKey             = "OTEL_RESOURCE_ATTRIBUTES"
@@ -215,9 +216,9 @@ func agentContainer(cfg *config, readyPath, readyScheme string) corev1.Container
 			env = append(env, e)
 		}
 	}
+	env = append(env, fieldEnv("LANES_POD_IPS", "status.podIPs"))
 	always := corev1.ContainerRestartPolicyAlways
 	yes, no := true, false
-	uid := nonrootUID
 	return corev1.Container{
 		Name:            containerAgent,
 		Image:           cfg.HelperImage,
@@ -230,7 +231,8 @@ func agentContainer(cfg *config, readyPath, readyScheme string) corev1.Container
 			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
 		},
 		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot: &yes, RunAsUser: &uid, RunAsGroup: &uid, AllowPrivilegeEscalation: &no,
+			// no runAsUser/runAsGroup by default: the image's numeric USER runs (Lanes' run_as_user setting)
+			RunAsNonRoot: &yes, AllowPrivilegeEscalation: &no,
 			Privileged: &no, ReadOnlyRootFilesystem: &yes,
 			Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
@@ -240,7 +242,7 @@ func agentContainer(cfg *config, readyPath, readyScheme string) corev1.Container
 		Ports: []corev1.ContainerPort{
 			{Name: agentPortName, ContainerPort: cfg.AgentPort, Protocol: corev1.ProtocolTCP}},
 		StartupProbe:   probe("/healthz", 1, 30, 1),
-		ReadinessProbe: probe("/ready", 2, 2, 1),
+		ReadinessProbe: probe("/ready", 1, 2, 1),
 		LivenessProbe:  probe("/healthz", 10, 3, 2),
 	}
 }
@@ -358,6 +360,10 @@ func mutate(pod *corev1.Pod, cfg *config, warnings *[]string) bool {
 			env = append(env, corev1.EnvVar{Name: otelKey, Value: entry})
 			rec.Otel = "added"
 		}
+		// OTEL_PROPAGATORS: the SDK default written out when the app sets none (never with envFrom)
+		if _, ok := existing[propagatorsKey]; !ok && len(c.EnvFrom) == 0 {
+			env = append(env, corev1.EnvVar{Name: propagatorsKey, Value: "tracecontext,baggage"})
+		}
 		c.Env = env
 		if hook != nil {
 			if c.Lifecycle == nil {
@@ -380,8 +386,23 @@ func mutate(pod *corev1.Pod, cfg *config, warnings *[]string) bool {
 	}
 	injected["containers"] = records
 
-	// the agent: a native sidecar appended after the user's init containers
+	// the agent: a native sidecar appended after the user's init containers, its port kept out of mesh capture
 	if cfg.Agent {
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		port := strconv.Itoa(int(cfg.AgentPort))
+		for ann, defaults := range map[string]string{
+			"traffic.sidecar.istio.io/excludeInboundPorts": "",
+			"config.linkerd.io/skip-inbound-ports":         "4567,4568,",
+		} {
+			current := strings.TrimRight(strings.TrimSpace(pod.Annotations[ann]), ",")
+			if current == "" {
+				pod.Annotations[ann] = defaults + port
+			} else if !containsPort(current, port) {
+				pod.Annotations[ann] = current + "," + port
+			}
+		}
 		path, scheme := readinessHandover(pod, cfg)
 		if path != "" {
 			injected["readyProbe"] = map[string]string{"path": path, "scheme": scheme}
@@ -434,3 +455,13 @@ func mutate(pod *corev1.Pod, cfg *config, warnings *[]string) bool {
 }
 
 func jsonMarshal(pod *corev1.Pod) ([]byte, error) { return json.Marshal(pod) }
+
+// containsPort: a comma list (as the meshes read it) already naming the port; ranges are left to the Python core.
+func containsPort(list, port string) bool {
+	for _, item := range strings.Split(list, ",") {
+		if strings.TrimSpace(item) == port {
+			return true
+		}
+	}
+	return false
+}
