@@ -44,7 +44,7 @@ def _limit_asyncio_buffers() -> None:
 class _Context(ssl.SSLContext):
     """``ssl.SSLContext`` encoding ASCII server names without the ``idna`` codec, exactly as that codec would."""
 
-    def _encode_hostname(self, hostname: str | bytes | None) -> str | None:  # type: ignore[override]
+    def _encode_hostname(self, hostname: str | bytes | None) -> str | None:
         if isinstance(hostname, str) and hostname.isascii():
             # encodings.idna's own fast path for ASCII input: the same result and the same error.
             labels = hostname.split(".")
