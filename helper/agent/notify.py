@@ -80,20 +80,26 @@ async def _notify_one(
         if remaining <= 0:
             return
         result.attempts = attempt
+        timeout = min(ATTEMPT_TIMEOUT, remaining)
         try:
             response = await fetch(
                 url.host,
                 url.port,
                 "POST",
                 url.path,
-                timeout=min(ATTEMPT_TIMEOUT, remaining),
+                timeout=timeout,
                 host_header=url.host_header,
                 tls=tls if url.tls else None,
                 headers=HEADERS,
                 body=body,
             )
         except TimeoutError:
-            result.error = f"no answer within {min(ATTEMPT_TIMEOUT, remaining):.1f}s"
+            if timeout < ATTEMPT_TIMEOUT:
+                # The drain's end, not the receiver, ended this attempt: it was still being tried, so it stays
+                # pending and is reported cut_off (deciding here would race the drain's own timer).
+                result.error = "the drain ended first"
+                return
+            result.error = f"no answer within {timeout:.1f}s"
         except OSError as error:
             result.error = error.strerror or str(error) or type(error).__name__
         else:
