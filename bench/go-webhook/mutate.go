@@ -253,14 +253,7 @@ func readinessHandover(pod *corev1.Pod, cfg *config) (string, string) {
 	if !cfg.Agent || cfg.AppPort == nil {
 		return "", ""
 	}
-	app := &pod.Spec.Containers[0]
-	for i := range pod.Spec.Containers {
-		for _, p := range pod.Spec.Containers[i].Ports {
-			if p.ContainerPort == *cfg.AppPort {
-				app = &pod.Spec.Containers[i]
-			}
-		}
-	}
+	app := appContainer(pod, cfg)
 	if app.ReadinessProbe == nil || app.ReadinessProbe.HTTPGet == nil {
 		return "", ""
 	}
@@ -288,9 +281,23 @@ func readinessHandover(pod *corev1.Pod, cfg *config) (string, string) {
 }
 
 type containerRecord struct {
-	Otel    string   `json:"otel,omitempty"`
-	Env     []string `json:"env,omitempty"`
-	PreStop string   `json:"preStop,omitempty"`
+	Otel           string   `json:"otel,omitempty"`
+	Env            []string `json:"env,omitempty"`
+	PreStop        string   `json:"preStop,omitempty"`
+	ReadinessProbe string   `json:"readinessProbe,omitempty"`
+}
+
+// appContainer is the container declaring the app port, else the first one.
+func appContainer(pod *corev1.Pod, cfg *config) *corev1.Container {
+	app := &pod.Spec.Containers[0]
+	for i := range pod.Spec.Containers {
+		for _, p := range pod.Spec.Containers[i].Ports {
+			if cfg.AppPort != nil && p.ContainerPort == *cfg.AppPort {
+				app = &pod.Spec.Containers[i]
+			}
+		}
+	}
+	return app
 }
 
 // mutate injects Lanes into pod; it returns true (and changes nothing) when the pod is already injected with
@@ -383,6 +390,19 @@ func mutate(pod *corev1.Pod, cfg *config, warnings *[]string) bool {
 			}
 		}
 		records[c.Name] = rec
+	}
+	// the app container without a readiness probe of its own gets the agent's /ready/app, by port number
+	if cfg.Agent && cfg.AppPort != nil {
+		if app := appContainer(pod, cfg); app.ReadinessProbe == nil {
+			app.ReadinessProbe = &corev1.Probe{
+				ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+					Path: "/ready/app", Port: intstr.FromInt32(cfg.AgentPort), Scheme: corev1.URISchemeHTTP}},
+				PeriodSeconds: 1, FailureThreshold: 2, TimeoutSeconds: 2, SuccessThreshold: 1,
+			}
+			rec := records[app.Name]
+			rec.ReadinessProbe = "agent"
+			records[app.Name] = rec
+		}
 	}
 	injected["containers"] = records
 

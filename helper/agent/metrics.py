@@ -62,6 +62,12 @@ def render(config: AgentConfig, state: AgentState) -> str:
     out.family("lanes_agent_app_lost_total", "counter", "Times the app stopped answering after the pod was ready.")
     out.sample("lanes_agent_app_lost_total", state.app_lost)
     out.family(
+        "lanes_agent_app_check_failures_total",
+        "counter",
+        "The app container's readiness probe (/ready/app) found the app not answering while the agent was ready.",
+    )
+    out.sample("lanes_agent_app_check_failures_total", state.app_check_failures)
+    out.family(
         "lanes_agent_warmup_requests_total", "counter", "Self warm-up requests completed, by result (ok: < 400)."
     )
     out.sample("lanes_agent_warmup_requests_total", state.warmup.ok, result="ok")

@@ -1,8 +1,13 @@
-"""The agent's endpoints: /ready /prestop /status /healthz /metrics.
+"""The agent's endpoints: /ready /ready/app /prestop /status /healthz /metrics.
 
 - ``/ready``: 200 once the app serves and self warm-up is done, and through the drain that follows (the pod stays
-  *serving* while it drains); 503 before, whenever the app stops answering, and once the drain is over (the pod's
-  readiness probe points here);
+  *serving* while it drains); 503 before, whenever the app stops answering, and once the drain is over (the agent
+  container's readiness probe points here);
+- ``/ready/app``: ``/ready`` plus a check of the app made now, for the readiness probe the webhook gives an app
+  container that has none of its own. The kubelet counts such a container ready the moment it runs, so after a
+  crash or OOM kill the pod would be Ready again before the restarted app listens, and before the agent (which
+  checks every 2 s) has even noticed; with this probe the kubelet starts the restarted container unready and keeps
+  it so until the app answers again and the agent is ready;
 - ``/prestop``: the offline sequence (see offline.py); GET (the kubelet's httpGet hook) or POST;
 - ``/status``: JSON for humans and tools: phase, timestamps, warm-up progress and the current warm-up weight;
 - ``/healthz``: 200 while the process runs (liveness);
@@ -16,16 +21,26 @@ import time
 from typing import Any
 
 from helper import jsonlog
-from helper.agent import metrics
+from helper.agent import metrics, startup
+from helper.agent.appconn import App
 from helper.agent.offline import OfflineSequence
 from helper.agent.state import AgentState
 from helper.config import AgentConfig
 from helper.http.server import Request, Response
 
 JSON = "application/json"
-ENDPOINTS = ("/ready", "/prestop", "/status", "/healthz", "/metrics")
+ENDPOINTS = ("/ready", "/ready/app", "/prestop", "/status", "/healthz", "/metrics")
 _READ = ("GET", "HEAD")
-_METHODS = {"/ready": _READ, "/status": _READ, "/healthz": _READ, "/metrics": _READ, "/prestop": ("GET", "POST")}
+_METHODS = {
+    "/ready": _READ,
+    "/ready/app": _READ,
+    "/status": _READ,
+    "/healthz": _READ,
+    "/metrics": _READ,
+    "/prestop": ("GET", "POST"),
+}
+APP_CHECK_TIMEOUT = 0.8
+"""Seconds the live check of ``/ready/app`` may take: under the probe's 2 s timeout, so the kubelet hears why."""
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -43,10 +58,11 @@ def _registry_status(registry: Any) -> dict[str, Any]:
 
 
 class Routes:
-    def __init__(self, config: AgentConfig, state: AgentState, offline: OfflineSequence) -> None:
+    def __init__(self, config: AgentConfig, state: AgentState, offline: OfflineSequence, app: App) -> None:
         self.config = config
         self.state = state
         self.offline = offline
+        self.app = app
 
     async def handle(self, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
@@ -58,6 +74,8 @@ class Routes:
             response = Response(405, f"use {allowed}\n".encode(), headers=(("Allow", allowed),))
         elif path == "/ready":
             response = self._ready()
+        elif path == "/ready/app":
+            response = await self._app_ready()
         elif path == "/prestop":
             response = await self._prestop(request)
         elif path == "/status":
@@ -74,6 +92,16 @@ class Routes:
         if self.state.ready:
             return Response(200, b"ready\n" if phase == "ready" else f"ready ({phase})\n".encode())
         return Response(503, f"not ready: {phase}\n".encode())
+
+    async def _app_ready(self) -> Response:
+        """The app container's probe: the agent is ready and the app answers its readiness check right now."""
+        if not self.state.ready:
+            return self._ready()
+        problem = await startup.check(self.config, self.app, APP_CHECK_TIMEOUT)
+        if problem is not None:
+            self.state.app_check_failures += 1
+            return Response(503, f"not ready: the app does not answer: {problem}\n".encode())
+        return self._ready()  # the state may have changed during the check
 
     async def _prestop(self, request: Request) -> Response:
         self.state.prestop_calls += 1

@@ -78,7 +78,7 @@ async def serve(config: AgentConfig, registries: list[registry.Registry]) -> int
 
     app = appconn.App(config, appconn.tls_context(config))
     offline = OfflineSequence(config, state, registries, on_start=on_offline)
-    routes = Routes(config, state, offline)
+    routes = Routes(config, state, offline, app)
     server = HttpServer(routes.handle, on_protocol_error=on_protocol_error, on_handler_error=on_handler_error)
     try:
         await server.start(None, config.port)  # every interface, IPv4 and IPv6

@@ -46,15 +46,15 @@ REPLACED_PERIOD = 0.5
 or the restart)."""
 
 
-async def check(config: AgentConfig, app: App) -> str | None:
+async def check(config: AgentConfig, app: App, timeout: float = PROBE_TIMEOUT) -> str | None:
     """One readiness check of the app, as the kubelet would probe it; None when it can serve, else why not."""
     try:
         if config.ready_path is None:
-            await app.accepts(PROBE_TIMEOUT)
+            await app.accepts(timeout)
             return None
-        status = await app.probe(config.ready_path, PROBE_TIMEOUT)
+        status = await app.probe(config.ready_path, timeout)
     except TimeoutError:
-        return f"no answer within {PROBE_TIMEOUT:g}s"
+        return f"no answer within {timeout:g}s"
     except OSError as error:
         return error.strerror or str(error) or type(error).__name__
     if 200 <= status < 400:

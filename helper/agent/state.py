@@ -58,6 +58,9 @@ class AgentState:
     prestop_calls: int = 0
     app_lost: int = 0
     """Times the app stopped answering after the pod was ready."""
+    app_check_failures: int = 0
+    """``/ready/app`` answers 503 because the app did not answer while the agent was ready (a restart the agent's
+    own watch had not seen yet, or an app too slow to answer)."""
     app_replaced: int = 0
     """Times a drained app came back as a new process (its container was restarted, the pod was not deleted)."""
     serving_in_drain: bool = False

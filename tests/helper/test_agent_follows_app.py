@@ -112,6 +112,33 @@ def test_ready_turns_503_when_the_app_dies_and_waits_for_it_again(
     assert 'lanes_agent_app_lost_total 1' in agent.get("/metrics")[1].decode()
 
 
+def test_the_app_containers_probe_fails_at_once_when_the_app_is_gone(
+    start_agent: Callable[..., Agent], start_app: Callable[..., SampleApp]
+) -> None:
+    """/ready/app (the probe the webhook gives an app container without one) checks the app when asked: right
+    after a crash it answers 503 although /ready, which waits for two failed checks 2 s apart, is still 200."""
+    waiting = start_agent({"LANES_APP_PORT": "1"})  # no app ever: the agent's own state decides first
+    status, body = waiting.get("/ready/app")
+    assert status == 503 and body in (b"not ready: starting\n", b"not ready: waiting_for_app\n"), body
+    app = start_app()
+    agent = start_agent({"LANES_APP_PORT": str(app.port)})
+    agent.wait_ready(timeout=10)
+    assert agent.get("/ready/app") == (200, b"ready\n")
+    app.crash()
+    status, body = agent.get("/ready/app")
+    assert status == 503 and body.startswith(b"not ready: the app does not answer: "), body
+    app.restart(listen_delay="1.5", wait=False)
+    samples = []
+    deadline = time.monotonic() + 20
+    while agent.get("/ready/app")[0] != 200:
+        assert time.monotonic() < deadline, "timed out waiting for /ready/app after the restart"
+        samples.append(app.accepting())
+        time.sleep(0.02)
+    assert app.accepting() and not all(samples), "the check was 200 before the restarted app listened"
+    assert "lanes_agent_app_check_failures_total " in agent.get("/metrics")[1].decode()
+    assert agent.get("/ready/app", method="POST")[0] == 405
+
+
 def test_restarted_app_is_warmed_up_again_before_ready(
     start_agent: Callable[..., Agent], start_app: Callable[..., SampleApp]
 ) -> None:

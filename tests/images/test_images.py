@@ -27,6 +27,7 @@ from devtools.images.archive import ArchiveImage, read_archive, unpack_rootfs
 
 pytestmark = pytest.mark.slow
 
+REPO = Path(__file__).resolve().parents[2]
 USER = "65532:65532"
 
 
@@ -125,6 +126,30 @@ def test_webhook_and_controller_commands_run_read_only(built: dict[str, Image], 
     assert result.returncode == 0, result.stderr
     assert run_in_image(root, image, ["test", "-s", "/etc/os-release"]).returncode == 0
     assert run_in_image(root, image, ["/opt/lanes/bin/python", "-m", "pip", "--version"]).returncode != 0
+
+
+def _installed_package(root: Path, package: str) -> Path:
+    (found,) = [p.parent for p in root.glob(f"usr/local/lib/python3*/*-packages/{package}/__init__.py")] or [
+        p.parent for p in root.glob(f"opt/lanes/lib/python3*/site-packages/{package}/__init__.py")
+    ]
+    return found
+
+
+@pytest.mark.parametrize("name", ["helper", "webhook"])
+def test_the_image_holds_the_sources_it_was_built_from(
+    built: dict[str, Image], rootfs: dict[str, Path], name: str
+) -> None:
+    """Every module of the checkout is in the image as it is in the checkout. Guards the layer cache: with the
+    wheel bind-mounted into the last stage (RUN --mount=from=build), buildah 1.28 reused that RUN's layer after the
+    sources changed, and the real node ran an agent hours old."""
+    for package in ("helper", "webhook"):
+        installed = _installed_package(rootfs[name], package)
+        source = REPO / package
+        wanted = {p.relative_to(source) for p in source.rglob("*.py") if "__pycache__" not in p.parts}
+        present = {p.relative_to(installed) for p in installed.rglob("*.py")}
+        assert wanted <= present, sorted(str(p) for p in wanted - present)[:10]
+        stale = [str(p) for p in sorted(wanted) if (installed / p).read_bytes() != (source / p).read_bytes()]
+        assert not stale, f"{name} image has old copies of {package}/: {stale[:10]}"
 
 
 def _free_port() -> int:

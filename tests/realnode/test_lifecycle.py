@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from devtools.realnode import RealNode
@@ -227,22 +226,19 @@ def test_the_endpoint_stays_serving_while_draining(
     assert not_serving == [], f"the endpoint stopped serving {not_serving[0][0]:.1f}s into a 6s drain"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, still open (#12.4): an app container without a readiness probe of its own is Ready as soon"
-    " as the kubelet restarts it; the agent notices the lost app within ~2.2 s and the kubelet needs two failed"
-    " probes more, so Ready can come back before the restarted app listens (seen: 4.2 s early in 1 of 3 runs)."
-    " The fix is a readiness probe on such containers that asks the agent for a live check of the app.",
-)
 def test_readiness_follows_the_app_after_a_container_restart(
     real_node: RealNode, node_k8s: client.ApiClient, enabled_ns: str, sample_image: str
 ) -> None:
     """An app without its own readiness probe, killed: the pod must not be Ready again before the restarted app
-    listens (it has a 3 s cold start). Issue #12.4 "readiness is latched": fails until the agent's readiness
-    follows the app again after a restart (02:00 UTC run: Ready again 3.9 s before the restarted app listened)."""
+    listens (it has a 3 s cold start). Issue #12.4 "readiness is latched": the agent's watch notices a lost app
+    within ~2.2 s and the kubelet needs two failed probes more, so Ready came back before the restarted app
+    listened (3.9 s and 4.2 s early in two runs); fixed by the ``/ready/app`` probe the webhook gives an app
+    container without one, which the kubelet starts unready on every restart."""
     core = client.CoreV1Api(node_k8s)
     _create(core, enabled_ns, pod("restarted", [app_container(sample_image, {"COLD_START": "3"})]))
     running = wait_ready(core, enabled_ns, "restarted", timeout=120)
+    probe = next(c for c in running.spec.containers if c.name == "app").readiness_probe
+    assert probe is not None and probe.http_get.path == "/ready/app", probe
     app_status = next(s for s in running.status.container_statuses if s.name == "app")
     _kill_container(real_node, app_status.container_id)
 

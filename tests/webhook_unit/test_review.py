@@ -37,6 +37,7 @@ def test_injects_and_the_patch_equals_the_mutation() -> None:
         "/spec/initContainers",
         "/spec/containers/0/env",
         "/spec/containers/0/lifecycle",
+        "/spec/containers/0/readinessProbe",
         "/spec/readinessGates",
         "/spec/terminationGracePeriodSeconds",
     )

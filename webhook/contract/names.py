@@ -65,6 +65,7 @@ INJECTED_CONTAINERS: Final = frozenset((CONTAINER_PREWARM, CONTAINER_AGENT))
 AGENT_PORT_NAME: Final = "lanes-agent"  # IANA_SVC_NAME: <= 15 characters
 
 AGENT_PATH_READY: Final = "/ready"
+AGENT_PATH_APP_READY: Final = "/ready/app"  # the readiness probe given to an app container without one
 AGENT_PATH_PRESTOP: Final = "/prestop"
 AGENT_PATH_HEALTHZ: Final = "/healthz"
 AGENT_PATH_METRICS: Final = "/metrics"

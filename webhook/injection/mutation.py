@@ -16,6 +16,8 @@ What it injects is the product contract (docs/reference.md):
 - ``lifecycle.preStop`` on every app container that has none: ``httpGet`` to the agent's ``/prestop`` on the
   agent's port *number* (the kubelet resolves a named port of a hook against the hook's own container), or a
   ``sleep`` of the drain in minimal mode;
+- with the agent, on the app container when it has no readiness probe of its own: the agent's ``/ready/app``
+  (:func:`app_readiness_probe`), so the pod's readiness follows the app across container restarts;
 - readiness gate ``lanes.io/registered``; ``terminationGracePeriodSeconds`` raised (never lowered) so that drain
   plus the app's shutdown budget fit;
 - with the agent, its port merged into the meshes' inbound-capture exclusions (webhook/injection/mesh.py).
@@ -424,6 +426,23 @@ def agent_container(
     return container
 
 
+def app_readiness_probe(config: LanesConfig) -> dict[str, Any]:
+    """The readiness probe of an app container that has none: the agent's ``/ready/app``, which answers 200 only
+    while the agent is ready and the app answers a check made at that moment.
+
+    Without a probe the kubelet counts the container ready the moment it runs: after a crash, an OOM kill or a
+    failed liveness probe the restarted app would be Ready (in the Service) before it listens and without warm-up.
+    A restarted container with a probe starts unready. By port number: a named port is looked up in the probed
+    container's own ports, and the agent's port is declared on the agent's container."""
+    return {
+        "httpGet": {"path": names.AGENT_PATH_APP_READY, "port": config.agent_port, "scheme": "HTTP"},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+        "timeoutSeconds": 2,
+        "successThreshold": 1,
+    }
+
+
 def pre_stop(config: LanesConfig) -> dict[str, Any] | None:
     """The preStop handler for app containers: the agent's /prestop by port number, a sleep of the drain in
     minimal mode, or None (minimal mode with no drain: nothing to wait for)."""
@@ -523,6 +542,7 @@ class _Injector:
         self.spec["containers"] = containers
         self.injected["containers"] = records
         self._check_ports()
+        self._app_readiness(previous, records)
         return self._readiness_handover()
 
     def _env(self, container: dict[str, Any], before: dict[str, Any], record: dict[str, Any]) -> None:
@@ -655,6 +675,25 @@ class _Injector:
         record["preStop"] = "httpGet" if "httpGet" in hook else "sleep"
         if current is None or not _covers(current, hook):
             container["lifecycle"] = {**lifecycle, "preStop": hook}
+
+    def _app_readiness(self, previous: dict[str, Any], records: dict[str, dict[str, Any]]) -> None:
+        """Give the app container the agent's ``/ready/app`` probe when it has no readiness probe of its own (see
+        :func:`app_readiness_probe`). ``lanes.io/status`` records it, so a later mutation of the same pod knows the
+        probe is Lanes' (updated, or removed in minimal mode) rather than the user's (never touched)."""
+        wanted = app_readiness_probe(self.config) if self.config.agent and self.config.app_port is not None else None
+        containers = self.spec["containers"]
+        target = self._app_container() if wanted is not None else None
+        for index, container in enumerate(containers):
+            name = container["name"]
+            ours = as_dict(previous.get(name)).get("readinessProbe") == "agent"
+            current = container.get("readinessProbe")
+            chosen = target is not None and container is target  # (`is` would narrow container to target's type)
+            if wanted is not None and chosen and (current is None or ours):
+                records[name]["readinessProbe"] = "agent"
+                if current is None or not _covers(current, wanted):
+                    containers[index] = {**container, "readinessProbe": wanted}
+            elif ours and current is not None:  # Lanes' probe, no longer wanted here
+                containers[index] = {key: value for key, value in container.items() if key != "readinessProbe"}
 
     def _app_container(self) -> dict[str, Any]:
         """The container serving the app port (the one declaring it as TCP), else the first one that is not a
