@@ -193,6 +193,8 @@ class Supervisor:
                 "--endpoint-reconciler-type=lease",
                 "--authorization-mode=Node",  # a list flag: appended to the harness's RBAC
                 "--enable-admission-plugins=NodeRestriction",
+                # logs, exec and port-forward reach the kubelet by the node's IP: its name resolves nowhere
+                "--kubelet-preferred-address-types=InternalIP",
             ],
         )
         self.plane = plane

@@ -9,7 +9,8 @@ skip loudly elsewhere.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,11 +48,62 @@ def start_node(**kwargs: object) -> RealNode:
     return node
 
 
+def _reporter(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Write past pytest's capture (the node's start time and memory belong in every CI log)."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        if capture is None:
+            print(line)
+            return
+        with capture.global_and_fixture_disabled():
+            print(f"\n{line}", flush=True)
+
+    return say
+
+
+class MemoryPeak:
+    """Samples the node's resident memory (its processes, the control plane's, the shims and the pods' cgroup)
+    every few seconds, for the budget the issue sets (the real-node part of the suite within 3 GiB)."""
+
+    def __init__(self, node: RealNode, period: float = 5.0) -> None:
+        self.node, self.period = node, period
+        self.peak: dict[str, int] = {}
+        self.peak_total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="realnode-memory", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        try:
+            usage = self.node.memory()
+        except Exception:  # a sample racing the teardown: the next one (or none) counts
+            return
+        total = sum(usage.values())
+        if total > self.peak_total:
+            self.peak_total, self.peak = total, usage
+
+    def _run(self) -> None:
+        self._sample()
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join(timeout=self.period + 5)
+        self._sample()
+        parts = ", ".join(f"{name} {value / 2**20:.0f}" for name, value in sorted(self.peak.items()))
+        return f"peak resident memory {self.peak_total / 2**20:.0f} MiB ({parts} MiB)"
+
+
 @pytest.fixture(scope="session")
 def real_node(request: pytest.FixtureRequest) -> Iterator[RealNode]:
     node = start_node()
-    print(f"\n[realnode] Ready in {node.start_seconds:.1f}s: {node.state.get('timings')}")
+    say = _reporter(request)
+    say(f"[realnode] Ready in {node.start_seconds:.1f}s: {node.state.get('timings')}")
+    sampler = MemoryPeak(node)
     yield node
+    say(f"[realnode] {sampler.stop()}")
     if request.session.testsfailed:
         node.keep_workdir = True
         print(f"\nreal-node logs (kept for {request.session.testsfailed} failed test(s)): {node.logs_dir}")

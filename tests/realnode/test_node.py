@@ -46,6 +46,26 @@ def test_a_pod_runs_real_containers_from_an_imported_image(node_k8s: client.ApiC
     core.delete_namespace(namespace)
 
 
+def test_kubectl_logs_reaches_the_kubelet(real_node: RealNode, node_k8s: client.ApiClient, sample_image: str) -> None:
+    """The API server proxies logs (and exec, port-forward) to the kubelet: by the node's InternalIP, since the
+    node's name resolves nowhere (before: HTTP 500, a DNS timeout looking up the node name)."""
+    core = client.CoreV1Api(node_k8s)
+    namespace = make_namespace(node_k8s)
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="talker"),
+        spec=client.V1PodSpec(
+            termination_grace_period_seconds=1,
+            containers=[client.V1Container(name="app", image=sample_image, image_pull_policy="Never")],
+        ),
+    )
+    core.create_namespaced_pod(namespace, pod)
+    wait_ready(core, namespace, "talker", timeout=90)
+    result = real_node.kubectl("logs", "-n", namespace, "talker")
+    assert '"event": "start"' in result.stdout, result.stdout + result.stderr
+    assert '"event": "start"' in core.read_namespaced_pod_log("talker", namespace)
+    core.delete_namespace(namespace)
+
+
 def test_kubectl_runs_inside_the_namespace(real_node: RealNode) -> None:
     result = real_node.kubectl("get", "nodes", "-o", "name")
     assert result.stdout.split() == [f"node/{cfg.NODE_NAME}"]

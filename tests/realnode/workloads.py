@@ -139,3 +139,13 @@ class LogTail:
                 _tag, _, line = rest.partition(" ")
                 found.append((parse_cri_time(stamp), line))
         return sorted(found)
+
+
+def kill_container(node: RealNode, container_id: str, signal: str = "SIGKILL") -> None:
+    """Signal a container's main process through containerd (``ctr tasks kill``): SIGKILL is what an OOM kill or
+    a crash looks like to the kubelet, which then restarts the container per its restart policy."""
+    cid = container_id.split("://", 1)[1]
+    ctr = str(node.binary("ctr"))
+    result = node.run([ctr, "--address", "/run/containerd/containerd.sock", "-n", "k8s.io", "tasks", "kill", "-s",
+                       signal, cid])
+    assert result.returncode == 0, result.stderr
