@@ -17,7 +17,7 @@ APT_COMMANDS := shellcheck wrk haproxy buildah mmdebstrap runc
 help:
 	@echo "make test          create .venv, install Lanes, build/reuse the control plane, run every test"
 	@echo "make test-fast     the tests that need no control plane and are not marked slow (< 2 min on 2 cores)"
-	@echo "make demo          local control plane + webhook + examples/, prints what Lanes injected"
+	@echo "make demo          examples/ on a real node (root) or kwok: what Lanes injected, failed requests plain vs Lanes"
 	@echo "make bench         benchmarks (docs/performance.md): ~10 min on 2 cores, results in bench/results/"
 	@echo "make lint          ruff and mypy"
 	@echo "make controlplane  build (or reuse) etcd, kube-apiserver, ... into ~/.cache/lanes/<version>/bin"
@@ -68,7 +68,7 @@ test: controlplane system-deps realnode
 test-fast: $(STAMP) system-deps
 	$(PY) -m pytest -m "not controlplane and not slow"
 
-demo: controlplane system-deps
+demo: controlplane system-deps realnode
 	$(PY) -m devtools.demo
 
 bench: controlplane system-deps

@@ -27,6 +27,7 @@ import json
 import subprocess
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,22 @@ LANES_ANNOTATIONS = {"lanes.io/drain": "10s", "lanes.io/register-delay": "2s"}
 #: what Lanes claims to make lossless; an abrupt app drops what is in flight on its kept-alive connections when
 #: it exits (kube-proxy never moves an established connection), which no drain can prevent
 CLAIMED = {(app, mode) for app in APPS for mode in MODES} - {("abrupt", "keepalive")}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a case loads and disrupts: the benchmark's one Deployment by default; ``make demo`` on the real node
+    (devtools/demo_node.py) passes the examples' Deployments it restarts, the label of all their pods and how many."""
+
+    deployments: tuple[str, ...] = (APP,)
+    label: str = f"app={APP}"
+    replicas: int = REPLICAS
+    port: int = 80
+    #: the load client's timeout per request (per socket operation)
+    timeout: float = 2.0
+
+
+BENCH_WORKLOAD = Workload()
 
 
 # --- pure: summarising one case ----------------------------------------------------------------------------------
@@ -133,7 +150,8 @@ def _service() -> dict[str, Any]:
     }
 
 
-def _client_objects(image: str) -> list[dict[str, Any]]:
+def client_objects(image: str) -> list[dict[str, Any]]:
+    """The load client pod and the ConfigMap with its code (``make demo`` on the real node uses them too)."""
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "load-client"},
          "data": {"client.py": CLIENT_SOURCE.read_text()}},
@@ -185,27 +203,27 @@ class Cluster:
     def pods(self, namespace: str, label: str = f"app={APP}") -> list[Any]:
         return list(self.core.list_namespaced_pod(namespace, label_selector=label).items)
 
-    def settled(self, namespace: str, replicas: int) -> bool:
+    def settled(self, namespace: str, replicas: int, label: str = f"app={APP}") -> bool:
         """Exactly ``replicas`` pods, all Ready, none terminating."""
-        pods = self.pods(namespace)
+        pods = self.pods(namespace, label)
         if len(pods) != replicas or any(p.metadata.deletion_timestamp for p in pods):
             return False
         return all(any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])) for p in pods)
 
-    def wait_settled(self, namespace: str, replicas: int, timeout: float = 240) -> float:
+    def wait_settled(self, namespace: str, replicas: int, timeout: float = 240, label: str = f"app={APP}") -> float:
         started = time.monotonic()
-        while not self.settled(namespace, replicas):
+        while not self.settled(namespace, replicas, label):
             if time.monotonic() - started > timeout:
-                raise BenchError(f"{namespace}/{APP} not settled at {replicas} ready pods in {timeout:.0f}s: "
-                                 + "; ".join(self.describe(namespace)))
+                raise BenchError(f"{namespace}/{label} not settled at {replicas} ready pods in {timeout:.0f}s: "
+                                 + "; ".join(self.describe(namespace, label)))
             time.sleep(0.2)
         return time.monotonic() - started
 
-    def describe(self, namespace: str) -> list[str]:
+    def describe(self, namespace: str, label: str = f"app={APP}") -> list[str]:
         """Each pod with what keeps it from counting: terminating, or its conditions that are not True (a
         readiness gate nobody set shows up here as ``lanes.io/registered``)."""
         out = []
-        for pod in self.pods(namespace):
+        for pod in self.pods(namespace, label):
             pending = [c.type for c in (pod.status.conditions or []) if c.status != "True"]
             state = "terminating" if pod.metadata.deletion_timestamp else pod.status.phase
             out.append(f"{pod.metadata.name} {state} not-true={pending}")
@@ -241,9 +259,13 @@ class LoadClient:
         finally:
             connection.close()
 
-    def start(self, host: str, rate: float, connections: int) -> None:
-        self._post("/start", {"host": host, "port": 80, "path": "/", "rate": rate, "modes": list(MODES),
-                              "timeout": 2.0, "connections": connections, "max_seconds": 600})
+    def start(self, host: str, rate: float, connections: int, port: int = 80, check_calls: bool = False,
+              timeout: float = 2.0) -> None:
+        """``check_calls``: a 200 whose JSON shows a failed downstream call (the sample app's ``CALL`` chain)
+        counts as failed too (``downstream``), so a chain a -> b -> c loses nothing silently."""
+        self._post("/start", {"host": host, "port": port, "path": "/", "rate": rate, "modes": list(MODES),
+                              "timeout": timeout, "connections": connections, "max_seconds": 600,
+                              "check_calls": check_calls})
 
     def stop(self) -> list[list[Any]]:
         return list(self._post("/stop", {}, timeout=120)["records"])
@@ -252,19 +274,24 @@ class LoadClient:
 # --- one case ----------------------------------------------------------------------------------------------------
 
 
-def _disrupt(cluster: Cluster, namespace: str, disruption: str) -> dict[str, Any]:
-    """Start the disruption and wait until it is over; what happened, with epoch times."""
+def _disrupt(cluster: Cluster, namespace: str, disruption: str, workload: Workload = BENCH_WORKLOAD) -> dict[str, Any]:
+    """Start the disruption and wait until it is over; what happened, with epoch times. Only a rollout takes a
+    workload of several Deployments (all restarted at once)."""
     began = time.time()
     info: dict[str, Any] = {}
     if disruption == "rollout":
-        cluster.kubectl("rollout", "restart", f"deployment/{APP}", "-n", namespace)
-        try:
-            cluster.kubectl("rollout", "status", f"deployment/{APP}", "-n", namespace, "--timeout=180s",
-                            timeout=200)
-        except BenchError as error:
-            raise BenchError(f"{error}; pods: " + "; ".join(cluster.describe(namespace))) from error
+        cluster.kubectl("rollout", "restart", *(f"deployment/{d}" for d in workload.deployments), "-n", namespace)
+        for deployment in workload.deployments:
+            try:
+                cluster.kubectl("rollout", "status", f"deployment/{deployment}", "-n", namespace, "--timeout=180s",
+                                timeout=200)
+            except BenchError as error:
+                raise BenchError(f"{error}; pods: " + "; ".join(cluster.describe(namespace, workload.label))) \
+                    from error
         info["rollout_status_s"] = round(time.time() - began, 2)
-        cluster.wait_settled(namespace, REPLICAS)
+        cluster.wait_settled(namespace, workload.replicas, label=workload.label)
+    elif workload != BENCH_WORKLOAD:
+        raise ValueError(f"{disruption} is defined for the benchmark's one Deployment only")
     elif disruption == "scale-down":
         cluster.kubectl("scale", f"deployment/{APP}", "-n", namespace, f"--replicas={REPLICAS - 1}")
         cluster.wait_settled(namespace, REPLICAS - 1)
@@ -280,12 +307,15 @@ def _disrupt(cluster: Cluster, namespace: str, disruption: str) -> dict[str, Any
 
 
 def run_case(cluster: Cluster, load: LoadClient, namespace: str, kind: str, app_mode: str, disruption: str,
-             host: str, params: dict[str, Any]) -> dict[str, Any]:
-    cluster.wait_settled(namespace, REPLICAS)
+             host: str, params: dict[str, Any], workload: Workload = BENCH_WORKLOAD) -> dict[str, Any]:
+    """One disruption under load. With another ``workload`` than the benchmark's, a 200 that shows a failed
+    downstream call counts as failed (the demo's a -> b -> c chain)."""
+    cluster.wait_settled(namespace, workload.replicas, label=workload.label)
     cluster.flush_conntrack()
-    load.start(host, params["rate_per_mode"], params["connections"])
+    load.start(host, params["rate_per_mode"], params["connections"], port=workload.port,
+               check_calls=workload != BENCH_WORKLOAD, timeout=workload.timeout)
     time.sleep(params["steady_s"])
-    info = _disrupt(cluster, namespace, disruption)
+    info = _disrupt(cluster, namespace, disruption, workload)
     time.sleep(params["tail_s"])
     records = load.stop()
     if disruption == "scale-down":  # back to 3 (outside the measured window) for the next case
@@ -345,7 +375,7 @@ def _run_on(node: Any, chart: Any, params: dict[str, Any], quick: bool, results:
     for name in namespaces.values():
         cluster.kubectl("create", "namespace", name)
     chart.enable_namespace(node, namespaces["lanes"])  # kubectl label namespace ... lanes=enabled
-    cluster.apply(namespaces["load"], _client_objects(image))
+    cluster.apply(namespaces["load"], client_objects(image))
     for kind in ("plain", "lanes"):
         cluster.apply(namespaces[kind], [_service()])
     hosts = {kind: cluster.core.read_namespaced_service(APP, namespaces[kind]).spec.cluster_ip
@@ -374,7 +404,7 @@ def _run_on(node: Any, chart: Any, params: dict[str, Any], quick: bool, results:
             except BenchError as error:
                 broken[kind] = str(error)[:2000]
             if kind == "lanes" and kind not in broken:
-                _check_injected(cluster, namespaces[kind])
+                check_injected(cluster, namespaces[kind])
         for disruption in params["disruptions"]:
             for kind in ("plain", "lanes"):
                 if kind in broken:
@@ -415,7 +445,7 @@ def _run_on(node: Any, chart: Any, params: dict[str, Any], quick: bool, results:
     return result
 
 
-def _check_injected(cluster: Cluster, namespace: str) -> None:
+def check_injected(cluster: Cluster, namespace: str) -> None:
     """The Lanes side must really run with the agent: a silent non-injection would compare plain with plain."""
     for pod in cluster.pods(namespace):
         names = [c.name for c in (pod.spec.init_containers or []) + pod.spec.containers]

@@ -6,7 +6,9 @@ mounts this file from a ConfigMap and drives it over a small control API on port
 
 - ``POST /start`` with JSON ``{"host", "port", "path", "rate", "modes", "timeout", "connections", "max_seconds"}``
   starts an open-loop load: for each mode, ``rate`` requests per second on a fixed schedule (a slow answer never
-  delays the next request, so a stall shows up as latency and failures instead of fewer requests);
+  delays the next request, so a stall shows up as latency and failures instead of fewer requests); with
+  ``"check_calls": true`` a 200 whose JSON body shows a failed downstream call (the sample app answers 200 with
+  ``{"calls": [{"error": ...}]}`` when its ``CALL`` chain breaks) counts as failed, outcome ``downstream``;
 - ``POST /stop`` ends it and answers every request as ``[mode, start_epoch, latency_s, outcome, retried]``
   (outcome ``ok``, or the error: ``timeout``, ``reset``, ``refused``, ``closed``, ``http-503``, ...).
 
@@ -34,6 +36,16 @@ from typing import Any
 CONTROL_PORT = 9000
 
 
+def failed_call(answer: object) -> bool:
+    """Whether a sample-app answer shows a failed call anywhere down its chain (a -> b -> c)."""
+    if not isinstance(answer, dict):
+        return False
+    calls = answer.get("calls")
+    return isinstance(calls, list) and any(
+        (isinstance(call, dict) and "error" in call) or failed_call(call) for call in calls
+    )
+
+
 def classify(error: BaseException) -> str:
     if isinstance(error, TimeoutError | socket.timeout):
         return "timeout"
@@ -58,6 +70,7 @@ class Load:
         self.timeout = float(settings.get("timeout", 2.0))
         self.connections = int(settings.get("connections", 8))
         self.max_seconds = float(settings.get("max_seconds", 600))
+        self.check_calls = bool(settings.get("check_calls", False))
         self.records: list[list[Any]] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -72,11 +85,17 @@ class Load:
     def _exchange(self, connection: http.client.HTTPConnection) -> str:
         connection.request("GET", self.path)
         response = connection.getresponse()
-        response.read()
+        body = response.read()
         if response.status != 200:
             return f"http-{response.status}"
         if response.getheader("Connection", "").lower() == "close":
             connection.close()
+        if self.check_calls:
+            try:
+                if failed_call(json.loads(body)):
+                    return "downstream"
+            except ValueError:
+                return "not-json"
         return "ok"
 
     def _connect(self) -> http.client.HTTPConnection:

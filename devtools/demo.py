@@ -1,10 +1,13 @@
-"""``make demo``: Lanes end to end on a local control plane, in about a minute once the binaries are cached.
+"""``make demo``: Lanes end to end, on a real node where one can run, else on a local control plane with kwok.
 
-Starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes, so pods get
-scheduled and reach Running without a kubelet), runs the real ``lanes-webhook serve`` registered through a
-MutatingWebhookConfiguration and the real controller (which opens each pod's readiness gate), labels namespace
-``shop`` with ``lanes=enabled``, applies ``examples/`` (services a -> b -> c in lane ``base``, and ``gray``
-versions of a and c), and prints what the webhook did to each pod.
+Where a real node can run (root, network + mount namespaces: devtools/realnode), ``make demo`` is
+devtools/demo_node.py: the chart installed with helm, the examples as real pods, a rolling restart under load and
+failed requests plain vs Lanes. Elsewhere, or with ``--kwok``, one line says why and this module's demo runs, in
+about a minute once the binaries are cached: it starts etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok (fake nodes, so pods get scheduled and reach Running without a kubelet), runs the real
+``lanes-webhook serve`` registered through a MutatingWebhookConfiguration and the real controller (which opens
+each pod's readiness gate), labels namespace ``shop`` with ``lanes=enabled``, applies ``examples/`` (services
+a -> b -> c in lane ``base``, and ``gray`` versions of a and c), and prints what the webhook did to each pod.
 Everything is stopped and removed on exit; ``--keep`` leaves it running until Ctrl-C for exploring with kubectl.
 """
 
@@ -41,7 +44,7 @@ NAMESPACE = "shop"
 OWN_NAMESPACE = "lanes-system"
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(f"[lanes demo] {message}", flush=True)
 
 
@@ -49,7 +52,7 @@ class DemoError(RuntimeError):
     """A step failed; the message says which and where to look."""
 
 
-def _load_examples(directory: Path) -> list[dict[str, Any]]:
+def load_examples(directory: Path) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     for path in sorted(directory.glob("*.yaml")):
         documents += [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
@@ -63,7 +66,7 @@ def _apply(api_client: Any, documents: list[dict[str, Any]]) -> None:
 
     for document in documents:
         utils.create_from_dict(api_client, document, namespace=NAMESPACE)
-        _say(f"applied {document['kind']}/{document['metadata']['name']}")
+        say(f"applied {document['kind']}/{document['metadata']['name']}")
 
 
 def _pods(api_client: Any) -> list[dict[str, Any]]:
@@ -159,16 +162,16 @@ def render_table(pods: list[dict[str, Any]]) -> str:
 def run(keep: bool, examples: Path) -> int:
     from kubernetes import client, config
 
-    documents = _load_examples(examples)
+    documents = load_examples(examples)
     workdir = Path(tempfile.mkdtemp(prefix="lanes-demo-"))
-    _say("starting etcd, kube-apiserver, controller-manager, scheduler and kwok (builds them on first run)")
+    say("starting etcd, kube-apiserver, controller-manager, scheduler and kwok (builds them on first run)")
     plane = ControlPlane(controller_manager=True, scheduler=True, kwok=True, workdir=workdir / "cluster")
     webhook: LocalWebhook | None = None
     controller: LocalController | None = None
     try:
         started = time.monotonic()
         plane.start()
-        _say(f"control plane {plane.version()['gitVersion']} ready at {plane.url} in {time.monotonic() - started:.0f}s")
+        say(f"control plane {plane.version()['gitVersion']} ready at {plane.url} in {time.monotonic() - started:.0f}s")
         api_client = config.new_client_from_config(config_file=str(plane.kubeconfig))
         # plain dicts are what the API accepts; the typed client models add nothing here
         core: Any = client.CoreV1Api(api_client)
@@ -183,7 +186,7 @@ def run(keep: bool, examples: Path) -> int:
         )
         defaults = {"own_namespace": OWN_NAMESPACE, "helper_image": "lanes-helper:dev"}
         webhook = start_local_webhook(plane, workdir / "webhook", defaults)
-        _say(f"lanes-webhook serving at {webhook.url} (log: {webhook.log_path})")
+        say(f"lanes-webhook serving at {webhook.url} (log: {webhook.log_path})")
         # no wait here: the API server loads it while the namespaces and the controller are set up (below)
         register(
             api_client,
@@ -192,9 +195,9 @@ def run(keep: bool, examples: Path) -> int:
         )
         core.create_namespace({"metadata": {"name": OWN_NAMESPACE}})
         controller = _start_controller(plane, workdir)
-        _say(f"lanes controller running (readiness gate, repair; log: {controller.log_path})")
+        say(f"lanes controller running (readiness gate, repair; log: {controller.log_path})")
         core.create_namespace({"metadata": {"name": NAMESPACE, "labels": {"lanes": "enabled"}}})
-        _say(f"namespace {NAMESPACE} labeled lanes=enabled; waiting for its default ServiceAccount")
+        say(f"namespace {NAMESPACE} labeled lanes=enabled; waiting for its default ServiceAccount")
         wait_for_default_service_account(api_client, NAMESPACE)
         time.sleep(1)  # the API server loads new webhook configurations through an informer
         _apply(api_client, documents)
@@ -204,7 +207,7 @@ def run(keep: bool, examples: Path) -> int:
         print(render_table(pods))
         print()
         ready = sum(_is_ready(p) for p in pods)
-        _say(
+        say(
             f"{len(pods)} pods, {ready} Ready: each labeled with its lane and app, with a lossless preStop, and "
             "Ready only after the controller opened its lanes.io/registered gate (REGISTERED = register-delay)"
         )
@@ -213,11 +216,11 @@ def run(keep: bool, examples: Path) -> int:
 
         why_not = dataplane_preflight()
         if why_not:
-            _say(f"lane routing part skipped: {why_not}")
+            say(f"lane routing part skipped: {why_not}")
         else:
-            routing_demo(plane, api_client, workdir / "dataplane", _say)
+            routing_demo(plane, api_client, workdir / "dataplane", say)
         if keep:
-            _say(f"kept running: export KUBECONFIG={plane.kubeconfig}  (Ctrl-C stops and cleans up)")
+            say(f"kept running: export KUBECONFIG={plane.kubeconfig}  (Ctrl-C stops and cleans up)")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return 0
     finally:
@@ -229,15 +232,25 @@ def run(keep: bool, examples: Path) -> int:
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)
-        _say("stopped and cleaned up")
+        say("stopped and cleaned up")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the cluster running until Ctrl-C")
     parser.add_argument("--examples", type=Path, default=REPO_ROOT / "examples", help="manifests to apply")
+    parser.add_argument("--kwok", action="store_true", help="the fake-node demo even where a real node could run")
     args = parser.parse_args(argv)
     try:
+        if not args.kwok:
+            from devtools.realnode import preflight
+
+            why_not = preflight()
+            if why_not is None:
+                from devtools import demo_node
+
+                return demo_node.run(args.keep, args.examples)
+            say(f"no real node here ({why_not}): running on kwok's fake nodes instead (nothing really runs)")
         return run(args.keep, args.examples)
     except (BinaryError, ControlPlaneError, DemoError, LocalControllerError, LocalWebhookError) as exc:
         print(f"error: {exc}", file=sys.stderr)

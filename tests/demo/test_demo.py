@@ -1,4 +1,5 @@
-"""`make demo` end to end: its own control plane, the real webhook, the examples, the table; nothing left behind."""
+"""`python -m devtools.demo --kwok` end to end: its own control plane, the real webhook, the examples, the
+table; nothing left behind. (Where a real node can run, plain `make demo` runs there: test_demo_node.py.)"""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def _expected_pods() -> dict[str, tuple[str, str, int, float]]:
 def test_demo_prints_every_pod_with_its_lane_and_cleans_up(tmp_path: Path) -> None:
     before = {p.name for p in Path("/tmp").glob("lanes-demo-*")}
     result = subprocess.run(
-        [sys.executable, "-m", "devtools.demo"], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
+        [sys.executable, "-m", "devtools.demo", "--kwok"], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
