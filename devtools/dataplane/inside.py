@@ -48,7 +48,8 @@ def main(argv: list[str]) -> int:
     state = {"pid": os.getpid(), "api_port": api.port}
     (workdir / "state.json.tmp").write_text(json.dumps(state))
     os.replace(workdir / "state.json.tmp", workdir / "state.json")
-    stop.wait()
+    while not stop.wait(1.0):  # in slices: a signal landing on another thread wakes no timeless wait
+        pass
     api.close()
     server.close()
     return 0

@@ -60,7 +60,8 @@ def _up(args: list[str]) -> int:
             f"Ctrl-C stops it and removes everything it made.",
             flush=True,
         )
-        stop.wait()
+        while not stop.wait(1.0):  # in slices: a signal landing on another thread wakes no timeless wait
+            pass
     finally:
         current.unlink(missing_ok=True)
         node.stop()

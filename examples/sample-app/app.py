@@ -257,7 +257,14 @@ def main() -> int:
     except OSError as error:
         print(f"error: cannot listen on {settings['bind']}:{settings['port']}: {error}", file=sys.stderr)
         return 1
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    # SIGTERM must reach the main thread: CPython runs Python signal handlers only there, and a signal the kernel
+    # hands to a request thread does not wake the main thread's wait, so the app ignored SIGTERM until the kubelet's
+    # SIGKILL now and then. The server thread, and every request thread it starts, inherit this mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     log("start", service=settings["name"], lane=settings["lane"], pod=settings["pod"],
         port=server.server_address[1], sigterm=settings["sigterm"],
         cold_start_s=round(time.monotonic() - started, 3), calls=[url for _, url in settings["calls"]])  # type: ignore[attr-defined]
