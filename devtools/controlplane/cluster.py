@@ -8,7 +8,6 @@ port after an interrupted test run); ``stop()`` terminates them gracefully in re
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import json
 import shutil
@@ -26,23 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from devtools.controlplane.binaries import KUBERNETES_VERSION, ensure_binaries
+from devtools.hostprocs import killed_with_parent
 from webhook.controller.certs import pki
 
 #: The Service network; 10.0.0.1 is the `kubernetes` Service address, in the API server certificate.
 SERVICE_CIDR = "10.0.0.0/24"
-
-_PR_SET_PDEATHSIG = 1
 
 KWOK_STAGES = Path(__file__).parent / "kwok" / "stages.yaml"
 
 
 class ControlPlaneError(RuntimeError):
     """A component failed to start or stopped; the message names it and shows its log tail."""
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -79,7 +72,7 @@ class Component:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=killed_with_parent(signal.SIGKILL),
             )
         finally:
             log.close()

@@ -23,11 +23,9 @@ What runs, and where:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +41,7 @@ from devtools.controlplane.binaries import REPO_ROOT, BinaryError
 from devtools.controlplane.cluster import ControlPlane
 from devtools.dataplane import crds
 from devtools.dataplane.traefik import ensure_traefik
+from devtools.hostprocs import die_with_parent, linux_root_preflight
 from devtools.realnode.dial import DialServer, Forwarder
 from webhook.kube.client import Kube, KubeError, path_segment
 
@@ -61,7 +60,6 @@ NODE_NAME = "lanes-dataplane"
 SERVING_GATE = "lanes.test/serving"
 SAMPLE_APP = REPO_ROOT / "examples" / "sample-app" / "app.py"
 
-_PR_SET_PDEATHSIG = 1
 _GW_API = "/apis/gateway.networking.k8s.io/v1"
 
 
@@ -71,21 +69,17 @@ class DataPlaneError(RuntimeError):
 
 def preflight() -> str | None:
     """Why the data plane cannot run here, in one line; None when it can."""
-    if not sys.platform.startswith("linux"):
-        return f"the data plane needs Linux network namespaces (this is {sys.platform})"
-    if os.geteuid() != 0:
-        return "the data plane needs root (it creates a network namespace and adds addresses in it)"
-    missing = [c for c in ("unshare", "nsenter", "ip") if shutil.which(c) is None]
-    if missing:
-        return f"the data plane needs {', '.join(missing)} (util-linux, iproute2)"
+    basic = linux_root_preflight(
+        "the data plane",
+        linux="Linux network namespaces",
+        root="(it creates a network namespace and adds addresses in it)",
+        commands=("unshare", "nsenter", "ip"),
+    )
+    if basic is not None:
+        return basic
     if not SAMPLE_APP.is_file():
         return f"{SAMPLE_APP} is missing"
     return None
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -244,7 +238,7 @@ class DataPlane:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         state_path = self.workdir / "state.json"
@@ -358,7 +352,7 @@ class DataPlane:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
 
@@ -508,7 +502,7 @@ class DataPlane:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         backend = Backend(self, namespace, pod, app, lane, ip, port, log_path, process)

@@ -16,8 +16,6 @@ dies; the namespace, its addresses and any socket in it end with the last proces
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -26,15 +24,13 @@ import sys
 import threading
 from pathlib import Path
 
+from devtools.hostprocs import die_with_parent
 from devtools.realnode.dial import DialServer, Forwarder
-
-_PR_SET_PDEATHSIG = 1
 
 
 def main(argv: list[str]) -> int:
     workdir, api_port = Path(argv[0]), int(argv[1])
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -10,7 +10,6 @@ kubeconfig (``RealNode.kubeconfig``) while the run lasts. Commands can also run 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -27,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from devtools.controlplane.binaries import REPO_ROOT, BinaryError
+from devtools.hostprocs import die_with_parent, linux_root_preflight
 from devtools.realnode import cgroups
 from devtools.realnode import config as cfg
 from devtools.realnode.artifacts import NodeArtifacts, ensure_artifacts
 from devtools.realnode.dial import Forwarder, dial
 
-_PR_SET_PDEATHSIG = 1
 _COMMANDS = ("unshare", "nsenter", "mount", "ip")
 
 
@@ -46,13 +45,14 @@ class RealNodeError(RuntimeError):
 
 def preflight() -> str | None:
     """Why a real node cannot run here, in one line; None when it can."""
-    if not sys.platform.startswith("linux"):
-        return f"a real node needs Linux (this is {sys.platform})"
-    if os.geteuid() != 0:
-        return "a real node needs root (network + mount namespaces, cgroups, overlay mounts); run as root"
-    missing = [c for c in _COMMANDS if shutil.which(c) is None]
-    if missing:
-        return f"a real node needs {', '.join(missing)} (util-linux, iproute2)"
+    basic = linux_root_preflight(
+        "a real node",
+        linux="Linux",
+        root="(network + mount namespaces, cgroups, overlay mounts); run as root",
+        commands=_COMMANDS,
+    )
+    if basic is not None:
+        return basic
     if "overlay" not in Path("/proc/filesystems").read_text():
         return "a real node needs overlayfs (containerd's snapshotter and the /var/lib overlay)"
     if not any(c.name == "memory" for c in cgroups.controllers()):
@@ -61,11 +61,6 @@ def preflight() -> str | None:
     if probe.returncode != 0:
         return f"cannot create network + mount namespaces: {probe.stderr.strip() or probe.returncode}"
     return None
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _rss(pid: int) -> int:
@@ -226,7 +221,7 @@ class RealNode:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         try:
             self._wait_ready(started)

@@ -18,7 +18,9 @@ from tests.realnode.workloads import (
     LogTail,
     agent_status,
     app_container,
+    deployment,
     json_events,
+    kill_container,
     log_lines,
     parse_k8s_time,
     pod,
@@ -167,23 +169,6 @@ def test_minimal_mode_is_a_sleep_prestop(
 # -- #12.4: defects that lose requests or block pods on a real node ---------------------------------------------
 
 
-def _deployment(name: str, image: str, annotations: dict[str, str], replicas: int = 1) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}, "annotations": annotations},
-                "spec": {"containers": [app_container(image)]},
-            },
-        },
-    }
-
-
 def test_the_endpoint_stays_serving_while_draining(
     real_node: RealNode, node_k8s: client.ApiClient, enabled_ns: str, sample_image: str
 ) -> None:
@@ -191,7 +176,8 @@ def test_the_endpoint_stays_serving_while_draining(
     endpoint must stay ``serving`` for the whole drain (the agent's /ready may not turn 503 on preStop)."""
     apps, core = client.AppsV1Api(node_k8s), client.CoreV1Api(node_k8s)
     discovery = client.DiscoveryV1Api(node_k8s)
-    apps.create_namespaced_deployment(enabled_ns, _deployment("single", sample_image, {"lanes.io/drain": "6s"}))
+    single = deployment("single", sample_image, annotations={"lanes.io/drain": "6s"}, strategy={"type": "Recreate"})
+    apps.create_namespaced_deployment(enabled_ns, single)
     core.create_namespaced_service(
         enabled_ns,
         {
@@ -240,7 +226,7 @@ def test_readiness_follows_the_app_after_a_container_restart(
     probe = next(c for c in running.spec.containers if c.name == "app").readiness_probe
     assert probe is not None and probe.http_get.path == "/ready/app", probe
     app_status = next(s for s in running.status.container_statuses if s.name == "app")
-    _kill_container(real_node, app_status.container_id)
+    kill_container(real_node, app_status.container_id)
 
     def restarted() -> client.V1Pod | None:
         current = core.read_namespaced_pod("restarted", enabled_ns)
@@ -261,26 +247,6 @@ def test_readiness_follows_the_app_after_a_container_restart(
     assert t_ready >= restarted_listening - API_ROUNDING, (
         f"the pod was Ready again {restarted_listening - t_ready:.1f}s before the restarted app listened"
     )
-
-
-def _kill_container(node: RealNode, container_id: str) -> None:
-    """SIGKILL a container's main process (its PID as containerd knows it), like an OOM kill."""
-    cid = container_id.split("://", 1)[1]
-    result = node.run(
-        [
-            str(node.binary("ctr")),
-            "--address",
-            "/run/containerd/containerd.sock",
-            "-n",
-            "k8s.io",
-            "tasks",
-            "kill",
-            "-s",
-            "SIGKILL",
-            cid,
-        ]
-    )
-    assert result.returncode == 0, result.stderr
 
 
 def test_an_app_bound_to_the_pod_ip_only_becomes_ready(

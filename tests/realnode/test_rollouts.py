@@ -21,10 +21,19 @@ from devtools.realnode import RealNode
 from devtools.realnode.chart import InstalledLanes
 from tests.namespaces import make_namespace
 from tests.realnode.pods import condition, is_ready, wait_for, wait_gone, wait_ready
-from tests.realnode.workloads import LogTail, app_container, json_events, kill_container, parse_k8s_time, pod
+from tests.realnode.workloads import (
+    LogTail,
+    app_container,
+    deployment,
+    json_events,
+    kill_container,
+    parse_k8s_time,
+    pod,
+)
 
 API_ROUNDING = 1.0
 GATE = "lanes.io/registered"
+ROLLING = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 SHUTDOWN_BUDGET = 15  # the chart's default defaults.shutdownBudget, which the session's install keeps
 
 #: An app that ignores SIGTERM, so only the kubelet's SIGKILL at the end of the grace period stops it; it serves
@@ -177,23 +186,6 @@ def test_the_raised_grace_period_holds(
 # -- maxUnavailable: 0 rollouts wait for the gate -------------------------------------------------------------
 
 
-def _rolling_deployment(name: str, image: str, replicas: int, annotations: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}, "annotations": annotations},
-                "spec": {"containers": [app_container(image)]},
-            },
-        },
-    }
-
-
 def _rolled_out(apps: client.AppsV1Api, namespace: str, name: str, replicas: int) -> bool:
     deployment = apps.read_namespaced_deployment(name, namespace)
     status = deployment.status
@@ -215,7 +207,7 @@ def test_a_max_unavailable_zero_rollout_waits_for_the_gate(
     apps, core = client.AppsV1Api(node_k8s), client.CoreV1Api(node_k8s)
     name, replicas, delay = "rolling", 3, 5
     annotations = {"lanes.io/register-delay": f"{delay}s", "lanes.io/drain": "2s"}
-    apps.create_namespaced_deployment(enabled_ns, _rolling_deployment(name, sample_image, replicas, annotations))
+    apps.create_namespaced_deployment(enabled_ns, deployment(name, sample_image, replicas, annotations, ROLLING))
     wait_for("the first rollout", lambda: _rolled_out(apps, enabled_ns, name, replicas), timeout=240, interval=0.5)
     old = {p.metadata.name for p in core.list_namespaced_pod(enabled_ns, label_selector=f"app={name}").items}
     assert len(old) == replicas, old

@@ -46,7 +46,7 @@ from devtools.realnode import RealNode, chart
 from devtools.realnode.chart import InstalledLanes
 from tests.namespaces import make_namespace
 from tests.realnode.pods import is_ready, wait_for
-from tests.realnode.workloads import app_container, http_get, pod
+from tests.realnode.workloads import app_container, deployment, http_get, pod
 
 DEPLOYMENT = "lanes"  # the chart's full name for release "lanes"
 WEBHOOK_PODS = "app.kubernetes.io/name=lanes,app.kubernetes.io/component=webhook"
@@ -277,19 +277,6 @@ def test_a_deleted_webhook_pod_fails_no_admission(
 # -- failurePolicy Ignore: an outage of the webhook pods, then repair --------------------------------------------
 
 
-def _deployment(name: str, image: str, replicas: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [app_container(image)]}},
-        },
-    }
-
-
 def _scale_webhook(node: RealNode, namespace: str, replicas: int) -> None:
     node.kubectl("scale", f"deployment/{DEPLOYMENT}", "-n", namespace, f"--replicas={replicas}")
 
@@ -328,7 +315,7 @@ def test_pods_admitted_during_a_webhook_outage_are_found_by_repair_and_evicted_b
     assert dry_run_create(core, enabled_ns, "during-outage", real_node) is False
 
     replicas = 3
-    apps.create_namespaced_deployment(enabled_ns, _deployment("unlucky", sample_image, replicas))
+    apps.create_namespaced_deployment(enabled_ns, deployment("unlucky", sample_image, replicas))
 
     def running_pods() -> list[client.V1Pod] | None:
         pods = core.list_namespaced_pod(enabled_ns, label_selector="app=unlucky").items

@@ -41,6 +41,25 @@ def pod(
     }
 
 
+def deployment(
+    name: str,
+    image: str,
+    replicas: int = 1,
+    annotations: dict[str, str] | None = None,
+    strategy: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Deployment of the sample app (``app: <name>`` labels); the API server's defaults where left out."""
+    template: dict[str, Any] = {"labels": {"app": name}}
+    if annotations is not None:
+        template["annotations"] = annotations
+    spec: dict[str, Any] = {"replicas": replicas}
+    if strategy is not None:
+        spec["strategy"] = strategy
+    spec["selector"] = {"matchLabels": {"app": name}}
+    spec["template"] = {"metadata": template, "spec": {"containers": [app_container(image)]}}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": spec}
+
+
 def parse_cri_time(stamp: str) -> float:
     """containerd's RFC 3339 nano timestamps -> epoch seconds (Python parses microseconds at most)."""
     head, _, frac = stamp.rstrip("Z").partition(".")
