@@ -26,6 +26,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,6 +171,8 @@ class DataPlane:
     api_client: Any
     workdir: Path | None = None
     startup_timeout: float = 60
+    #: Keep a work folder the data plane made itself (logs, state.json) after ``stop()``; set for a failed run.
+    keep_workdir: bool = False
 
     kube: Kube = field(init=False)
     backends: dict[tuple[str, str], Backend] = field(default_factory=dict, init=False)
@@ -402,6 +405,7 @@ class DataPlane:
             self._mark("gateways programmed", started)
             self.edge_port = self.forward(GATEWAY_IP, EDGE_PORT)
         except BaseException:
+            self.keep_workdir = True  # the error points at these logs
             self.stop()
             raise
         return self
@@ -436,6 +440,8 @@ class DataPlane:
             self._host_dial = None
         with contextlib.suppress(KubeError):
             self.kube.delete(f"/api/v1/nodes/{NODE_NAME}")
+        if self._owns_workdir and not self.keep_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> DataPlane:
         return self.start()

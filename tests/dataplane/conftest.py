@@ -18,7 +18,9 @@ from devtools.dataplane.harness import Apps, DataPlane, DataPlaneError
 
 
 @pytest.fixture(scope="session")
-def dataplane(control_plane: ControlPlane, k8s: client.ApiClient) -> Iterator[DataPlane]:
+def dataplane(
+    request: pytest.FixtureRequest, control_plane: ControlPlane, k8s: client.ApiClient
+) -> Iterator[DataPlane]:
     plane = DataPlane(control_plane, k8s)
     try:
         plane.start()
@@ -29,8 +31,10 @@ def dataplane(control_plane: ControlPlane, k8s: client.ApiClient) -> Iterator[Da
     except DataPlaneError as exc:
         pytest.fail(f"data plane failed to start: {exc}", pytrace=False)
     yield plane
+    plane.keep_workdir = bool(request.session.testsfailed)
     plane.stop()
-    print(f"\ndata-plane logs: {plane.logs_dir} (startup: {plane.timings})")
+    kept = f"kept for failed tests: {plane.logs_dir}" if plane.keep_workdir else "removed"
+    print(f"\ndata-plane startup: {plane.timings}; logs {kept}")
 
 
 @pytest.fixture
