@@ -133,3 +133,54 @@ def test_eviction_respects_pdbs_holds_off_while_the_webhook_is_down_and_repairs_
             wait_for(lambda: metric(metrics, "lanes_repair_uninjected_pods") == 0, 10, "nothing left to repair")
         finally:
             server.stop()
+
+
+def test_a_report_held_back_while_leadership_was_unconfirmed_is_sent_once_it_is(env: Env) -> None:
+    """As for the gate: the elector's answer lapses for a moment but the term goes on. The pod found uninjected
+    in that moment must still get its Event, although no further watch event will ever name it again."""
+    import threading
+
+    from webhook.controller import ControllerMetrics
+    from webhook.controller.events import EventRecorder
+    from webhook.controller.leader import NotLeader
+    from webhook.controller.pods import project
+    from webhook.controller.repair import Repair
+    from webhook.kube.reflector import Reflector
+
+    ns = env.namespace()
+    asked: list[float] = []
+
+    def write_timeout() -> float:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            raise NotLeader("renewal late")
+        return 10.0
+
+    holder: dict[str, Repair] = {}
+    pods = Reflector(
+        env.kube,
+        f"/api/v1/namespaces/{ns}/pods",
+        name="pods",
+        transform=project,
+        on_event=lambda kind, pod, old: holder["repair"].on_pod(kind, pod, old),
+    )
+    repair = holder["repair"] = Repair(
+        env.kube,
+        pods,
+        lambda name: name == ns,
+        write_timeout,
+        ControllerMetrics(),
+        EventRecorder(env.kube, "test-repair"),
+        own_namespace=env.system_namespace,
+        settings=RepairSettings(mode=RepairMode.REPORT),
+    )
+    stop = threading.Event()
+    pods.start(stop)
+    try:
+        bare = env.kube.create(f"/api/v1/namespaces/{ns}/pods", plain_pod("unlucky", env.node))
+        wait_for(lambda: events_for(env, ns, bare["metadata"]["uid"], "NotInjected"), 10, "the Event", 0.05)
+        assert len(asked) == 2, "asked once in the lapse, once after"
+    finally:
+        stop.set()
+        pods.close()
+        repair.stop()

@@ -34,7 +34,7 @@ from helper.backoff import PLUS_MINUS_20, Backoff
 from webhook.contract import names
 from webhook.contract.durations import format_duration
 from webhook.controller import pods as podfacts
-from webhook.controller.leader import NotLeader
+from webhook.controller.leader import NOT_LEADER_RETRY, NotLeader
 from webhook.controller.metrics import ControllerMetrics
 from webhook.kube.client import JSON, Kube, KubeError, path_segment
 from webhook.kube.reflector import Reflector
@@ -44,8 +44,6 @@ log = logging.getLogger("lanes.controller.gate")
 
 CONTAINERS_READY = "ContainersReady"
 REASON = "RegisterDelayElapsed"
-NOT_LEADER_RETRY = 0.5
-"""Seconds before a PATCH held back because leadership was momentarily unconfirmed is tried again."""
 
 
 @dataclass
@@ -227,10 +225,7 @@ class Gate:
             key = entry.key
         try:
             timeout = self.write_timeout()
-        except NotLeader:
-            # Not a verdict on the pod: the last renewal is just older than the renew deadline. If the term ends,
-            # the queue is shut down and this is dropped; if the renewal lands after all, the term carries on and
-            # nothing else would ever bring this pod back (its watch events are already in).
+        except NotLeader:  # see NOT_LEADER_RETRY
             with self._lock:
                 if uid in self._pending and not self._stopped:
                     self.queue.add_after(uid, NOT_LEADER_RETRY)

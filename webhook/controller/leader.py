@@ -34,6 +34,13 @@ class NotLeader(Exception):
     """Raised by write paths that find this replica no longer leads."""
 
 
+NOT_LEADER_RETRY = 0.5
+"""Seconds before a write held back because leadership was momentarily unconfirmed is tried again. Not a verdict
+on the object: the last renewal is just older than the renew deadline. If the term ends, the loop's queue is shut
+down and the retry is dropped; if the renewal lands after all, the term carries on and nothing else would bring the
+object back (its watch events are already in)."""
+
+
 def micro_time(moment: dt.datetime | None = None) -> str:
     """A Kubernetes ``MicroTime``: RFC 3339 with microseconds, UTC."""
     moment = moment or dt.datetime.now(dt.UTC)

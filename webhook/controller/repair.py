@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from helper.backoff import PLUS_MINUS_20, Backoff
 from webhook.controller import pods as podfacts
 from webhook.controller.events import EventRecorder
-from webhook.controller.leader import NotLeader
+from webhook.controller.leader import NOT_LEADER_RETRY, NotLeader
 from webhook.controller.metrics import ControllerMetrics
 from webhook.controller.settings import RepairMode, RepairSettings
 from webhook.kube.client import JSON, Kube, KubeError, path_segment
@@ -170,6 +170,13 @@ class Repair:
                 extra={"owner": f"{owner.get('kind')}/{owner.get('name')}" if owner else None, "hold": hold},
             )
 
+    def _retry_as_leader(self, key: Key) -> None:
+        """A write held back while leadership was unconfirmed: try again shortly (see NOT_LEADER_RETRY); an
+        eviction that was due took its token from the bucket, so it goes back in line like any other."""
+        with self._lock:
+            if not self._stopped and key[1] in self._uninjected:
+                self.queue.add_after(key, NOT_LEADER_RETRY)
+
     def _current(self, uid: str) -> JSON | None:
         """The pod from the watch cache if it still needs repair."""
         key = self._uninjected.get(uid)
@@ -197,6 +204,7 @@ class Repair:
         try:
             timeout = self.write_timeout()
         except NotLeader:
+            self._retry_as_leader((REPORT, uid))
             return
         result = self.recorder.pod_event(
             pod, REASON_UNINJECTED, uninjected_message(self.evict), warning=True, timeout=lambda: timeout
@@ -247,6 +255,7 @@ class Repair:
         try:
             timeout = self.write_timeout()
         except NotLeader:
+            self._retry_as_leader(key)
             return
         meta = podfacts.meta(pod)
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
