@@ -7,7 +7,7 @@ made from Debian packages, and cached under ``~/.cache/lanes/images-*`` by a has
 ``python -m devtools.images build`` does the same from a shell and prints what it does and how long it takes.
 """
 
-from devtools.images.build import NAMES, Image, cached, ensure_images
+from devtools.images.build import NAMES, NODE_IMAGES, Image, cached, ensure_images
 from devtools.images.buildah import ImageError
 
-__all__ = ["NAMES", "Image", "ImageError", "cached", "ensure_images"]
+__all__ = ["NAMES", "NODE_IMAGES", "Image", "ImageError", "cached", "ensure_images"]

@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from devtools.images import NAMES, Image, ImageError, cached, ensure_images
+from devtools.images import NAMES, NODE_IMAGES, Image, ImageError, cached, ensure_images
 
 
 def _row(image: Image) -> str:
@@ -20,19 +20,22 @@ def _row(image: Image) -> str:
             f"archive {int(archive) / 1e6:>4.0f} MB  {image.archive}")
 
 
+_NAMES_HELP = f"any of {', '.join(NAMES + NODE_IMAGES)} (default: {', '.join(NAMES)})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.images", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build what is missing (or everything with --force)")
-    build.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(NAMES)} (default: all)")
+    build.add_argument("names", nargs="*", metavar="NAME", help=_NAMES_HELP)
     build.add_argument("--force", action="store_true", help="rebuild even if the archive for these inputs exists")
     listing = commands.add_parser("list", help="what is cached for the current inputs (builds nothing)")
-    listing.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(NAMES)} (default: all)")
+    listing.add_argument("names", nargs="*", metavar="NAME", help=_NAMES_HELP)
     args = parser.parse_args(argv)
     names = tuple(args.names) or NAMES
-    unknown = [n for n in names if n not in NAMES]
+    unknown = [n for n in names if n not in NAMES + NODE_IMAGES]
     if unknown:
-        parser.error(f"unknown image {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+        parser.error(f"unknown image {', '.join(unknown)}; choose from {', '.join(NAMES + NODE_IMAGES)}")
     started = time.monotonic()
     if args.command == "list":
         found = cached(names)

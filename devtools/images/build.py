@@ -26,6 +26,8 @@ from devtools.images.buildah import Buildah, check_host, say
 from devtools.images.recipes import REPO_ROOT, BaseRecipe, ImageRecipe, images
 
 NAMES = ("helper", "webhook", "sample-app")
+#: images of the real node itself (not of contract #3): built on request, e.g. ``ensure_images(NODE_IMAGES)``
+NODE_IMAGES = ("coredns",)
 #: archives of older inputs kept per image (a branch switch back does not rebuild)
 KEEP_OLD = 2
 
@@ -82,7 +84,11 @@ def ensure_images(names: Iterable[str] = NAMES, *, force: bool = False) -> dict[
     names = tuple(names)
     unknown = [n for n in names if n not in images()]
     if unknown:
-        raise ValueError(f"unknown image(s) {', '.join(unknown)}; known: {', '.join(NAMES)}")
+        raise ValueError(f"unknown image(s) {', '.join(unknown)}; known: {', '.join(NAMES + NODE_IMAGES)}")
+    if "coredns" in names:  # its build context is the binary, built from hack/coredns first (cached by version)
+        from devtools.controlplane.binaries import ensure_node_binaries
+
+        ensure_node_binaries(("coredns",))
     found = {} if force else cached(names)
     todo = [n for n in names if n not in found]
     if not todo:

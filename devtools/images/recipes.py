@@ -82,19 +82,39 @@ class ImageRecipe:
         """Hash of the recipe: base key, recipe version, and each input file's path and content."""
         digest = hashlib.sha256(f"{RECIPE_VERSION}\0{base.key()}\0{self.ref}\0".encode())
         for path in self.input_files():
-            digest.update(path.relative_to(self.context).as_posix().encode() + b"\0")
+            # a Dockerfile outside its context (the coredns image: hack/coredns/Dockerfile, the binary in the cache)
+            name = path.relative_to(self.context).as_posix() if path.is_relative_to(self.context) else path.name
+            digest.update(name.encode() + b"\0")
             digest.update(_digest(path.read_bytes()).encode() + b"\0")
         return digest.hexdigest()[:12]
 
 
 def images() -> dict[str, ImageRecipe]:
-    """The images of contract #3 (devtools.images.ensure_images), by key."""
+    """The images of contract #3 (devtools.images.ensure_images), by key, and the real node's ``coredns``."""
     sample = REPO_ROOT / "examples" / "sample-app"
     return {
         "helper": ImageRecipe("helper", "localhost/lanes/helper:dev", REPO_ROOT / "Dockerfile.helper", REPO_ROOT),
         "webhook": ImageRecipe("webhook", "localhost/lanes/webhook:dev", REPO_ROOT / "Dockerfile.webhook", REPO_ROOT),
         "sample-app": ImageRecipe("sample-app", "localhost/lanes/sample-app:dev", sample / "Dockerfile", sample),
+        # the real node's cluster DNS (devtools/realnode/coredns.py): the binary built from hack/coredns, whose cache
+        # folder is the build context
+        "coredns": ImageRecipe(
+            "coredns", coredns_ref(), REPO_ROOT / "hack" / "coredns" / "Dockerfile", coredns_context()
+        ),
     }
+
+
+def coredns_ref() -> str:
+    from devtools.controlplane.binaries import COREDNS_VERSION
+
+    return f"localhost/lanes/coredns:{COREDNS_VERSION}"
+
+
+def coredns_context() -> Path:
+    """The folder ``go build`` of hack/coredns writes the binary into (it holds nothing else)."""
+    from devtools.controlplane.binaries import node_bin_dir
+
+    return node_bin_dir("coredns")
 
 
 def host_sources() -> list[Path]:

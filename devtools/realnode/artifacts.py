@@ -20,7 +20,8 @@ class NodeArtifacts:
     debian: DebianTools
     #: OCI archives imported into containerd at node start (the pause image first)
     images: tuple[Path, ...]
-    #: image references by name (``helper``, ``webhook``, ``sample-app``) when devtools.images provided them
+    #: image references by name (``helper``, ``webhook``, ``sample-app``, and ``coredns``, the cluster DNS) when
+    #: devtools.images provided them
     refs: dict[str, str] = field(default_factory=dict)
     sandbox_image: str = PAUSE_IMAGE
 
@@ -35,6 +36,9 @@ def project_images() -> dict[str, object]:
     if ensure is None:  # devtools.images without the contract's entry point yet
         return {}
     result: dict[str, object] = ensure()
+    node_images = getattr(images, "NODE_IMAGES", ())
+    if "coredns" in node_images:  # the cluster DNS (devtools/realnode/coredns.py), built like the others
+        result.update(ensure(("coredns",)))
     return result
 
 

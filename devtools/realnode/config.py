@@ -19,6 +19,11 @@ NODE_PREFIX = 24
 GATEWAY_IP = "10.99.0.254"
 POD_CIDR = "10.88.0.0/16"
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+#: The cluster DNS (devtools/realnode/coredns.py): the ``kube-dns`` Service's fixed ClusterIP, in the low band of
+#: the Service CIDR (devtools.controlplane.cluster.SERVICE_CIDR, 10.0.0.0/24) that the API server keeps for
+#: static addresses, like kubeadm's 10.96.0.10 in 10.96.0.0/12.
+CLUSTER_DNS_IP = "10.0.0.10"
+CLUSTER_DOMAIN = "cluster.local"
 
 #: Kernel settings the kubelet sets at start unless already so (pkg/kubelet/cm setupKernelTunables): the mount
 #: namespace shows it read-only files holding exactly these values, so it never writes the host's.
@@ -143,10 +148,13 @@ def cni_conflist(paths: NodePaths) -> str:
     return json.dumps(config, indent=2)
 
 
-def kubelet_config(paths: NodePaths, cgroup_root: str) -> str:
+def kubelet_config(paths: NodePaths, cgroup_root: str, cluster_dns: tuple[str, ...] = ()) -> str:
     """KubeletConfiguration (JSON is YAML). cgroup v1 with cgroupfs (``failCgroupV1: false`` or 1.37 refuses to
     start); pods under the run's own ``cgroupRoot`` so teardown removes exactly that tree; anonymous, always-allow
-    kubelet API (the namespace is private: the API server reaches it for logs and exec)."""
+    kubelet API (the namespace is private: the API server reaches it for logs and exec).
+
+    ``cluster_dns``: the nameservers of ``dnsPolicy: ClusterFirst`` pods (the kube-dns ClusterIP), set only when
+    the node runs CoreDNS; without it such pods fall back to the node's resolv.conf (nothing listens there)."""
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -161,7 +169,7 @@ def kubelet_config(paths: NodePaths, cgroup_root: str) -> str:
         "healthzPort": 10248,
         "failSwapOn": False,
         "resolvConf": str(paths.resolv_conf),
-        "clusterDomain": "cluster.local",
+        "clusterDomain": CLUSTER_DOMAIN,
         "volumePluginDir": str(paths.kubelet_dir / "volume-plugins"),
         "serializeImagePulls": False,
         "imageGCHighThresholdPercent": 99,
@@ -179,6 +187,8 @@ def kubelet_config(paths: NodePaths, cgroup_root: str) -> str:
         "maxPods": 110,
         "logging": {"format": "text"},
     }
+    if cluster_dns:
+        config["clusterDNS"] = list(cluster_dns)
     return json.dumps(config, indent=2)
 
 

@@ -229,7 +229,9 @@ class Supervisor:
         bins = self.spec["binaries"]
         self._node_credentials(plane)
         self.paths.resolv_conf.write_text(f"nameserver {cfg.NODE_IP}\noptions timeout:1 attempts:1\n")
-        self.paths.kubelet_config.write_text(cfg.kubelet_config(self.paths, self.spec["cgroup_root"]))
+        self.paths.kubelet_config.write_text(
+            cfg.kubelet_config(self.paths, self.spec["cgroup_root"], tuple(self.spec.get("cluster_dns", ())))
+        )
         self._component(
             "kubelet",
             [

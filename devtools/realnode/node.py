@@ -27,7 +27,7 @@ from typing import Any
 
 from devtools.controlplane.binaries import REPO_ROOT, BinaryError
 from devtools.hostprocs import die_with_parent, linux_root_preflight
-from devtools.realnode import cgroups
+from devtools.realnode import cgroups, coredns
 from devtools.realnode import config as cfg
 from devtools.realnode.artifacts import NodeArtifacts, ensure_artifacts
 from devtools.realnode.dial import Forwarder, dial
@@ -87,8 +87,14 @@ class RealNode:
     artifacts: NodeArtifacts | None = field(default=None, init=False)
     state: dict[str, Any] = field(default_factory=dict, init=False)
     start_seconds: float = field(default=0.0, init=False)
+    #: seconds from the start of ``start()`` until the cluster DNS answered (set by ``wait_dns``)
+    dns_ready_seconds: float | None = field(default=None, init=False)
+    #: seconds ``start()`` spent starting the creation of the cluster DNS objects (it does not wait for them)
+    dns_deploy_seconds: float = field(default=0.0, init=False)
     cgroup_root: str = field(default="", init=False)
     _supervisor: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    #: the ``kubectl apply`` of the cluster DNS started at the end of ``start()``, collected by ``wait_dns``
+    _dns_apply: subprocess.Popen[str] | None = field(default=None, init=False)
     _forwarders: dict[tuple[str, int], Forwarder] = field(default_factory=dict, init=False)
     _controllers: list[Path] = field(default_factory=list, init=False)
     #: held open from Ready to the end of stop(): the namespace (and so its inode number, by which stray processes
@@ -118,8 +124,25 @@ class RealNode:
 
     @property
     def images(self) -> dict[str, str]:
-        """Image references by name (``helper``, ``webhook``, ``sample-app``) imported at start."""
+        """Image references by name (``helper``, ``webhook``, ``sample-app``, ``coredns``) imported at start."""
         return dict(self.artifacts.refs) if self.artifacts else {}
+
+    @property
+    def has_cluster_dns(self) -> bool:
+        """Whether this node runs CoreDNS (its image was built): pods then resolve Service names."""
+        return "coredns" in self.images
+
+    def wait_dns(self, timeout: float = 120) -> float:
+        """Wait until the cluster DNS answers (kube-dns has a ready endpoint); seconds waited (0 once it did).
+        Node start only deploys it, so whatever needs names calls this (the ``cluster_dns`` test fixture)."""
+        if not self.has_cluster_dns:
+            raise RealNodeUnavailable("this node runs no cluster DNS: the coredns image is missing (devtools.images)")
+        if self.dns_ready_seconds is None:
+            applying, self._dns_apply = self._dns_apply, None
+            waited = coredns.wait_ready(self, applying, timeout)
+            self.dns_ready_seconds = self.start_seconds + waited
+            return waited
+        return 0.0
 
     def binary(self, name: str) -> Path:
         assert self.artifacts is not None
@@ -171,6 +194,8 @@ class RealNode:
             "sandbox": artifacts.sandbox_image,
             "cgroup_root": self.cgroup_root,
             "cgroup_controllers": [str(c) for c in self._controllers],
+            # ClusterFirst pods ask the cluster DNS only when the node will run it (coredns.deploy at start)
+            "cluster_dns": [cfg.CLUSTER_DNS_IP] if self.has_cluster_dns else [],
         }
         (self.workdir / "spec.json").write_text(json.dumps(spec, indent=2))
 
@@ -225,6 +250,10 @@ class RealNode:
             )
         try:
             self._wait_ready(started)
+            if self.has_cluster_dns:
+                deploying = time.monotonic()
+                self._dns_apply = coredns.deploy(self)
+                self.dns_deploy_seconds = time.monotonic() - deploying
         except BaseException:
             self.stop()
             raise
@@ -281,6 +310,10 @@ class RealNode:
 
     def stop(self, timeout: float = 60) -> None:
         """Tear the node down (the supervisor does it in reverse start order); safe to call twice."""
+        if self._dns_apply is not None:  # nobody waited for the DNS: collect its kubectl
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._dns_apply.communicate(timeout=30)
+            self._dns_apply = None
         for forwarder in self._forwarders.values():
             forwarder.close()
         self._forwarders.clear()

@@ -18,6 +18,7 @@ from kubernetes import client, config
 
 from devtools.realnode import RealNode, RealNodeError, RealNodeUnavailable, chart
 from devtools.realnode.chart import InstalledLanes
+from devtools.realnode.config import CLUSTER_DNS_IP
 from tests.namespaces import make_namespace
 
 HERE = Path(__file__).parent
@@ -142,3 +143,20 @@ def enabled_ns(real_node: RealNode, lanes: InstalledLanes, node_k8s: client.ApiC
 @pytest.fixture
 def sample_image(real_node: RealNode) -> str:
     return real_node.images["sample-app"]
+
+
+@pytest.fixture(scope="session")
+def cluster_dns(real_node: RealNode, request: pytest.FixtureRequest) -> str:
+    """The node's cluster DNS answering: CoreDNS is deployed when the node starts (without waiting for it); tests
+    that resolve Service names wait for it here. Returns the kube-dns ClusterIP ``ClusterFirst`` pods ask."""
+    try:
+        waited = real_node.wait_dns()
+    except RealNodeUnavailable as exc:
+        unavailable(str(exc))
+    except RealNodeError as exc:
+        pytest.fail(f"the real node's cluster DNS did not come up: {exc}", pytrace=False)
+    _reporter(request)(
+        f"[realnode] cluster DNS answering {real_node.dns_ready_seconds:.1f}s after the node start began "
+        f"(deploy took {real_node.dns_deploy_seconds:.1f}s of the start, waited {waited:.1f}s here)"
+    )
+    return CLUSTER_DNS_IP
