@@ -36,6 +36,12 @@ from helper.http.wire import (
     read_line,
 )
 
+EVERY_INTERFACE = ("0.0.0.0", "::")
+"""What ``host=None`` means, spelled out as the addresses ``getaddrinfo(None, port, AI_PASSIVE)`` answers: asyncio
+resolves a None host through ``getaddrinfo`` in its default thread pool, a thread (with its stack and malloc arena)
+the agent would then keep for nothing all its life; numeric addresses it takes as they are. The IPv6 socket is
+IPv6-only (asyncio sets ``IPV6_V6ONLY``), as with ``host=None``."""
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -123,7 +129,8 @@ class HttpServer:
     async def start(self, host: str | None, port: int) -> None:
         """Listen on ``host`` (None: every interface, IPv4 and IPv6) and ``port``. Raises OSError if taken."""
         server = await asyncio.start_server(
-            self._accept, host=host, port=port, limit=self.limits.max_line, reuse_address=True
+            self._accept, host=EVERY_INTERFACE if host is None else host, port=port, limit=self.limits.max_line,
+            reuse_address=True,
         )
         self._servers.append(server)
 

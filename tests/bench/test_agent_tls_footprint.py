@@ -8,6 +8,17 @@ Each fact is checked in a fresh interpreter (``sys.modules`` and asyncio's class
 - the verified context looks system CAs up in the hashed CA directory on demand instead of parsing the whole
   bundle (~1.3 MB for Debian's 144 roots), and still verifies against them.
 
+And what the agent does not keep around, TLS or not:
+
+- no thread: the agent listens on every interface without asking ``getaddrinfo`` in asyncio's thread pool, whose
+  worker thread (stack, malloc arena, ``concurrent.futures.thread`` and ``queue``) would otherwise live as long as
+  the agent; it still answers on IPv4 and IPv6 loopback;
+- no ``random`` module (with ``_sha512`` and ``bisect``) for the backoff's jitter, which still spreads delays
+  over its range.
+
+The bench's summary row for the TLS cases (bench/footprint.py) is checked on made-up results: met only when both
+TLS cases stay within 20 MiB in every phase.
+
 Memory numbers themselves are measured, not asserted, here: see docs/performance.md ("Agent with TLS").
 """
 
@@ -21,7 +32,8 @@ from pathlib import Path
 
 import trustme
 
-from tests.helper.procs import REPO, base_env
+from bench.footprint import RSS_BUDGET_KB, tls_target_rows
+from tests.helper.procs import REPO, Agent, base_env, http_request
 from tests.helper.servers import HttpServer
 
 
@@ -80,3 +92,49 @@ def test_system_cas_are_looked_up_in_the_hashed_directory_not_parsed_up_front(tm
         )
     assert out[0] == "200", "verified against the CA found in SSL_CERT_DIR"
     assert out[-1] == "1", "only the issuer the handshake needed was loaded, not the system bundle"
+
+
+def test_the_agent_listens_on_ipv4_and_ipv6_with_a_single_thread(tmp_path: Path) -> None:
+    with HttpServer() as app:
+        agent = Agent.start(tmp_path, {"LANES_APP_PORT": str(app.port), "LANES_APP_READY_PATH": "/"})
+        try:
+            agent.wait_ready(timeout=15)
+            threads = os.listdir(f"/proc/{agent.process.pid}/task")
+            answers = [http_request(agent.port, "/healthz", host=host)[0] for host in ("127.0.0.1", "::1")]
+        finally:
+            agent.stop()
+    assert threads == [str(agent.process.pid)], "no thread besides the main one"
+    assert answers == [200, 200]
+
+
+def test_backoff_jitter_needs_no_random_module() -> None:
+    code = (
+        "import sys\n"
+        "from helper.backoff import Backoff\n"
+        "b = Backoff(first=1.0, cap=8.0)\n"
+        "print(*[round(b.next_delay(), 6) for _ in range(400)], 'random' in sys.modules)"
+    )
+    *delays, imported = _python(code)
+    assert imported == "False"
+    ceilings = [1.0, 2.0, 4.0] + [8.0] * 397
+    values = [float(d) for d in delays]
+    assert all(0.5 * c <= v <= c for v, c in zip(values, ceilings, strict=True)), "equal jitter: [d/2, d]"
+    capped = values[3:]
+    assert min(capped) < 4.4 and max(capped) > 7.6, "spread over the range, not a constant"
+    assert len(set(capped)) > 390, "a fresh draw each time"
+
+
+def _case(worst_kb: int) -> dict[str, object]:
+    return {
+        "rss_kb": {"warmup_max": worst_kb, "idle": worst_kb, "drain_max": worst_kb},
+        "summary": {"max_rss_kb": worst_kb},
+    }
+
+
+def test_the_tls_summary_row_is_met_only_within_20_mib_for_both_cases() -> None:
+    within, over = RSS_BUDGET_KB, RSS_BUDGET_KB + 1
+    row = tls_target_rows({"tls": {"https-app": _case(within), "https-notify": _case(within - 100)}})
+    assert [ok for _, _, ok in row] == [True]
+    assert "20.0 / 20.0 / 20.0" in row[0][1]
+    assert tls_target_rows({"tls": {"https-app": _case(within), "https-notify": _case(over)}})[0][2] is False
+    assert tls_target_rows({})[0][1:] == ("not measured", None)
