@@ -7,8 +7,12 @@ Servers (one at a time, each pinned to CPU 1 with ``taskset -c 1``; the load gen
   ``webhook.injection.admit.admit_pod`` (bench/peers/kopf_peer.py);
 - ``go``: a controller-runtime ``webhook.Server`` + ``admission.Handler`` doing a faithful subset of the mutation
   (bench/go-webhook/, built with ``go build``);
-- ``floor``: Lanes' web stack (FastAPI + uvicorn, same TLS context and settings) answering ``allowed`` with no work
-  beyond parsing the review for its uid (bench/peers/floor.py).
+- ``floor``: Lanes' web stack (uvicorn, same TLS context and settings, ``POST /mutate`` answered by a raw ASGI
+  callable in front of the FastAPI app, as Lanes does) answering ``allowed`` with no work beyond parsing the review
+  for its uid (bench/peers/floor.py ``--stack lean``): what Lanes is held against;
+- the web-stack comparison, in the same run: ``lanes_fastapi`` is the same Lanes app with its admission paths
+  routed through FastAPI's middleware and router (bench/peers/lanes_fastapi.py) and ``floor_fastapi`` the floor
+  routed the same way (``--stack fastapi``, the floor of earlier runs).
 
 Same bodies (bench/bodies.py: small ~1.4 KB pod, large ~20 KB pod), same certificate (ECDSA P-256, TLS 1.2+,
 HTTP/1.1), keep-alive, same concurrency (16 connections). Per server and body:
@@ -85,10 +89,10 @@ class ServerSpec:
     command: Callable[[int, Tls], list[str]]
 
 
-def _python(module: str) -> Callable[[int, Tls], list[str]]:
+def _python(module: str, *extra: str) -> Callable[[int, Tls], list[str]]:
     def command(port: int, tls: Tls) -> list[str]:
         return [str(VENV_BIN / "python"), "-m", module, "--cert", str(tls.cert), "--key", str(tls.key),
-                "--host", "127.0.0.1", "--port", str(port)]
+                "--host", "127.0.0.1", "--port", str(port), *extra]
     return command
 
 
@@ -106,8 +110,15 @@ SERVERS: dict[str, ServerSpec] = {
     "lanes": ServerSpec("lanes", "Lanes (lanes-webhook serve)", "/mutate", _lanes),
     "kopf": ServerSpec("kopf", "kopf WebhookServer + same admit_pod", "/mutate-pods", _python("bench.peers.kopf_peer")),
     "go": ServerSpec("go", "Go controller-runtime (ported subset)", "/mutate", _go),
-    "floor": ServerSpec("floor", "floor: FastAPI+uvicorn, allowed, no work", "/mutate", _python("bench.peers.floor")),
+    "floor": ServerSpec("floor", "floor: uvicorn + raw ASGI /mutate (Lanes' stack), allowed, no work", "/mutate",
+                        _python("bench.peers.floor", "--stack", "lean")),
+    "lanes_fastapi": ServerSpec("lanes_fastapi", "Lanes with /mutate routed through FastAPI", "/mutate",
+                                _python("bench.peers.lanes_fastapi")),
+    "floor_fastapi": ServerSpec("floor_fastapi", "floor: FastAPI route + uvicorn, allowed, no work", "/mutate",
+                                _python("bench.peers.floor", "--stack", "fastapi")),
 }
+FLOORS = ("floor", "floor_fastapi")
+ORDER = ("lanes", "floor", "lanes_fastapi", "floor_fastapi", "kopf", "go")
 
 
 # --- correctness ---------------------------------------------------------------------------------------------------
@@ -308,7 +319,9 @@ def run(quick: bool, work: Path, servers: tuple[str, ...] = tuple(SERVERS)) -> d
     if "go" in servers:
         go_build(BENCH_DIR / "go-webhook", ".", "lanes-go-webhook")
     lanes_saturation: dict[str, float] = {}
-    order = ["lanes"] + [s for s in servers if s != "lanes"]  # Lanes first: the fixed rates derive from it
+    # Lanes first (the fixed rates derive from it), then each floor and variant right after it, so that the pairs
+    # compared are measured minutes apart at most; the peers last.
+    order = [s for s in ORDER if s in servers or s == "lanes"]
     results: dict[str, Any] = {}
     load_before = os.getloadavg()
     for name in order:
@@ -316,7 +329,7 @@ def run(quick: bool, work: Path, servers: tuple[str, ...] = tuple(SERVERS)) -> d
     mutated = {name: results[name].pop("_mutated") for name in results}
     equivalence: dict[str, Any] = {}
     for name in results:
-        if name in ("lanes", "floor"):
+        if name == "lanes" or name in FLOORS:
             continue
         per_body = {}
         for body in BODY_NAMES:
@@ -345,8 +358,9 @@ def run(quick: bool, work: Path, servers: tuple[str, ...] = tuple(SERVERS)) -> d
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
-    """Ratios and the targets in docs/performance.md: Lanes >= 3x kopf; Lanes within 25 % of the floor; p99 <= 5 ms
-    at half of Lanes' own saturation; the Go ratio reported as it is."""
+    """Ratios and the targets in docs/performance.md: Lanes >= 3x kopf; Lanes >= 80 % of the floor on its own stack;
+    p99 <= 5 ms at half of Lanes' own saturation; the Go ratio reported as it is; and the web-stack comparison (each
+    Lanes variant over the floor of its stack, each lean server over its FastAPI-routed twin)."""
     def sat(server: str, body: str) -> float | None:
         try:
             return float(results[server]["bodies"][body]["saturation"]["throughput_rps"])
@@ -361,6 +375,11 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             value = sat(other, body)
             row[f"{other}_rps"] = value
             row[f"lanes_over_{other}"] = rounded(lanes / value, 3) if lanes and value else None
+        pairs = (("lanes_fastapi", "floor_fastapi"), ("lanes", "lanes_fastapi"), ("floor", "floor_fastapi"))
+        for a, b in pairs:
+            x, y = sat(a, body), sat(b, body)
+            row[f"{a}_rps"], row[f"{b}_rps"] = x, y
+            row[f"{a}_over_{b}"] = rounded(x / y, 3) if x and y else None
         for server in ("lanes", "floor", "go"):
             half = None
             for run in results.get(server, {}).get("bodies", {}).get(body, {}).get("fixed_rate", []):

@@ -16,9 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi import FastAPI
@@ -83,9 +82,9 @@ class Lifecycle:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What an admission endpoint replies, plus what the log line and metrics need to know about it."""
+class Answer(NamedTuple):
+    """What an admission endpoint replies, plus what the log line and metrics need to know about it (a NamedTuple:
+    one per request, built in C)."""
 
     body: bytes
     outcome: str
@@ -278,8 +277,21 @@ class _Disconnected(Exception):
     pass
 
 
+class _WrongContentType(Exception):
+    def __init__(self, declared: bytes) -> None:
+        self.declared = declared
+
+
+def _json_media_type(value: bytes) -> bool:
+    """``application/json``, with or without parameters (``; charset=utf-8``), in any case."""
+    return value.split(b";", 1)[0].strip().lower() == b"application/json"
+
+
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The request body, or :class:`_TooLarge` as soon as it exceeds ``limit`` (never buffered beyond it)."""
+    """The request body, or :class:`_TooLarge` as soon as it exceeds ``limit`` (never buffered beyond it).
+
+    A declared ``Content-Type`` other than JSON is :class:`_WrongContentType` before anything is read (the API
+    server always sends ``application/json``; a missing header is accepted, as curl without ``-H`` sends none)."""
     declared: int | None = None
     for name, value in scope["headers"]:
         if name == b"content-length":
@@ -287,7 +299,8 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
                 declared = int(value)
                 if declared > limit:
                     raise _TooLarge(declared)
-            break
+        elif name == b"content-type" and value != b"application/json" and not _json_media_type(value):
+            raise _WrongContentType(value)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -340,6 +353,10 @@ class AdmissionEndpoint:
             answer = Answer(error_body(message), "too_large", status=413, detail=message)
             # Small excess: the server reads and discards the rest and the connection stays usable.
             close = exc.declared is None or exc.declared > _DISCARD_LIMIT
+        except _WrongContentType as exc:
+            shown = exc.declared[:80].decode("latin-1")
+            message = f"Content-Type must be application/json (an AdmissionReview), got {shown!r}"
+            answer = Answer(error_body(message), "bad_request", status=415, detail=message)
         except _Disconnected:
             return  # nobody is left to answer
         except Exception:  # last resort; decide() already guards everything after parsing
@@ -373,13 +390,17 @@ class AdmissionApp(FastAPI):
     """FastAPI with a fast lane: ``POST /mutate`` and ``POST /validate`` go straight to their
     :class:`AdmissionEndpoint`, past the framework's per-request middleware (error pages, telemetry, body
     limits, exception handlers), which they do not need: the endpoints enforce their own body limit and never
-    raise. Everything else, including other methods on those paths (405), takes the normal FastAPI route."""
+    raise. Everything else, including other methods on those paths (405), takes the normal FastAPI route.
+
+    Kept on evidence: bench/admission.py measures this path against the same endpoints routed through FastAPI
+    (``fast_lane`` off), on the same uvicorn, with the floor measured on both (docs/performance.md)."""
 
     admission_endpoints: dict[str, AdmissionEndpoint]
+    fast_lane: dict[str, AdmissionEndpoint]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self.admission_endpoints.get(scope["path"])
+            endpoint = self.fast_lane.get(scope["path"])
             if endpoint is not None:
                 await endpoint(scope, receive, send)
                 return
@@ -393,12 +414,15 @@ def create_app(
     metrics: Metrics | None = None,
     lifecycle: Lifecycle | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    fast_lane: bool = True,
 ) -> FastAPI:
     """Build the admission app.
 
     ``owners`` is the watch cache (``webhook.admission.owners.WatchCache``) or None to resolve without owner and
     namespace metadata. When ``owners`` has an ``is_synced()`` method and no ``lifecycle`` is given, /readyz
     waits for it. The app exposes ``app.state.lifecycle``, ``app.state.metrics`` and ``app.state.handler``.
+    ``fast_lane=False`` routes the admission paths through FastAPI's middleware and router like every other path
+    (same endpoints, same answers): the benchmark's comparison, no reason to use it in production.
     """
     metrics = metrics or Metrics()
     if lifecycle is None:
@@ -413,6 +437,7 @@ def create_app(
         path: AdmissionEndpoint(path, decide, metrics, lifecycle, max_body_bytes)
         for path, decide in ((MUTATE_PATH, handler.mutate), (VALIDATE_PATH, handler.validate))
     }
+    app.fast_lane = app.admission_endpoints if fast_lane else {}
     for path, endpoint in app.admission_endpoints.items():
         # Also routed, for callers that reach the router directly (mounted apps, test clients).
         app.router.routes.append(Route(path, endpoint, methods=["POST"]))

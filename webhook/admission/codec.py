@@ -12,9 +12,8 @@ field is wrong ("request.uid must be a string, got number"). Two kinds of bad in
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass
-from typing import Any
+import binascii
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -31,22 +30,23 @@ class ReviewError(ValueError):
     """The body is not an AdmissionReview v1; the message (returned to the caller) says precisely why."""
 
 
-@dataclass(frozen=True, slots=True)
-class GroupVersionKind:
+# NamedTuples rather than frozen dataclasses: three are built per admission, and a tuple is built in C where a frozen
+# dataclass pays one object.__setattr__ per field.
+
+
+class GroupVersionKind(NamedTuple):
     group: str
     version: str
     kind: str
 
 
-@dataclass(frozen=True, slots=True)
-class GroupVersionResource:
+class GroupVersionResource(NamedTuple):
     group: str
     version: str
     resource: str
 
 
-@dataclass(frozen=True, slots=True)
-class AdmissionRequest:
+class AdmissionRequest(NamedTuple):
     """The fields of ``request`` the webhook uses; ``object``/``old_object`` are passed on as decoded JSON."""
 
     uid: str
@@ -183,7 +183,9 @@ def allow(uid: str, patch: list[dict[str, Any]] | None = None, warnings: list[st
     response: dict[str, Any] = {"uid": uid, "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(orjson.dumps(patch)).decode("ascii")
+        # Spliced in as bytes: base64 never needs JSON escaping, so this is what encoding the text would give,
+        # without decoding tens of kilobytes to str and scanning them again.
+        response["patch"] = orjson.Fragment(b'"' + binascii.b2a_base64(orjson.dumps(patch), newline=False) + b'"')
     if warnings:
         response["warnings"] = [clean_warning(w) for w in warnings]
     return _review(response)

@@ -27,7 +27,9 @@ it): besides the obvious ones, mesh gateway pods and pods whose own containers c
 
 The result shares unchanged subtrees with the input (copy-on-write): the input is never modified, and the patch
 builder (webhook.injection.patch) skips every subtree that is the very same object, which keeps admission well under a
-millisecond for large pods. Treat both the input and the output as read-only.
+millisecond for large pods. What depends on the configuration alone (the injected containers, the app containers'
+variables, the preStop hook, the app readiness probe) is built once per configuration and shared by every pod that
+resolves to it (:func:`_shared`). Treat both the input and the output as read-only.
 
 Idempotent: a pod whose ``lanes.io/status`` has the same hash and container list is returned as is; a pod injected
 with a different configuration is updated in place, using the previous status to tell what Lanes injected (and may
@@ -452,6 +454,42 @@ def pre_stop(config: LanesConfig) -> dict[str, Any] | None:
     return {"sleep": {"seconds": seconds}} if seconds > 0 else None
 
 
+# --- built once per configuration ----------------------------------------------------------------------------------
+
+_SHARED_LIMIT = 1024
+_shared_cache: dict[tuple[Any, ...], Any] = {}
+
+
+def _shared(kind: str, config: LanesConfig, *args: Any) -> Any:
+    """The template ``kind`` (``app_env``, ``pre_stop``, ``probe``, ``agent``, ``prewarm``) for ``config`` and the
+    per-pod ``args`` it also depends on, built on first use and then shared: pods of one workload resolve to one
+    configuration, and building the agent container alone is a tenth of a small pod's mutation.
+
+    Keyed by the configuration's canonical JSON (not its 64-bit hash: equal keys must mean equal templates) and the
+    hashable per-pod inputs; bounded by clearing. Never keyed by anything from the request beyond those inputs, so
+    it cannot replay an answer. Shared objects: read-only, like the rest of the mutation's output."""
+    key = (kind, config.json_text, *args)
+    found = _shared_cache.get(key)
+    if found is None:
+        if len(_shared_cache) >= _SHARED_LIMIT:
+            _shared_cache.clear()
+        found = _shared_cache[key] = _BUILDERS[kind](config, *args)
+    return found
+
+
+def _prewarm_for(config: LanesConfig, uid: int | None, never_restarts: bool) -> dict[str, Any]:
+    return prewarm_container(config, uid, "Never" if never_restarts else None)
+
+
+_BUILDERS: dict[str, Any] = {
+    "app_env": app_env,
+    "pre_stop": lambda config: pre_stop(config) or (),  # () for None: a cached None would read as "not built"
+    "probe": app_readiness_probe,
+    "agent": agent_container,
+    "prewarm": _prewarm_for,
+}
+
+
 # --- the mutation ------------------------------------------------------------------------------------------------
 
 
@@ -525,8 +563,8 @@ class _Injector:
     def _app_containers(self) -> ReadyProbe | None:
         """Env and preStop on every app container; returns the readiness probe handed over to the agent."""
         previous = as_dict(as_dict(self.previous).get("containers"))
-        hook = pre_stop(self.config)
-        self.app_env = app_env(self.config)  # shared by the containers: the output is read-only anyway
+        hook = _shared("pre_stop", self.config) or None
+        self.app_env = _shared("app_env", self.config)  # shared by the containers: the output is read-only anyway
         records: dict[str, dict[str, Any]] = {}
         containers = []
         for container in self.spec["containers"]:
@@ -680,7 +718,7 @@ class _Injector:
         """Give the app container the agent's ``/ready/app`` probe when it has no readiness probe of its own (see
         :func:`app_readiness_probe`). ``lanes.io/status`` records it, so a later mutation of the same pod knows the
         probe is Lanes' (updated, or removed in minimal mode) rather than the user's (never touched)."""
-        wanted = app_readiness_probe(self.config) if self.config.agent and self.config.app_port is not None else None
+        wanted = _shared("probe", self.config) if self.config.agent and self.config.app_port is not None else None
         containers = self.spec["containers"]
         target = self._app_container() if wanted is not None else None
         for index, container in enumerate(containers):
@@ -746,11 +784,11 @@ class _Injector:
         original = as_list(self.spec.get("initContainers"))
         wanted: dict[str, dict[str, Any] | None] = {
             names.CONTAINER_PREWARM: (
-                prewarm_container(self.config, self.uid, self.spec.get("restartPolicy"))
+                _shared("prewarm", self.config, self.uid, self.spec.get("restartPolicy") == "Never")
                 if self.config.prewarm
                 else None
             ),
-            names.CONTAINER_AGENT: agent_container(self.config, ready, self.uid) if self.config.agent else None,
+            names.CONTAINER_AGENT: _shared("agent", self.config, ready, self.uid) if self.config.agent else None,
         }
         result: list[Any] = []
         present: set[str] = set()
