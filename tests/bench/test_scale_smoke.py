@@ -32,8 +32,10 @@ def test_scale_smoke(tmp_path: Path) -> None:
     (step,) = result["steps"]
     assert step["pods"] == 50 and step["created"] == 50 and step["create_failures"] == []
     latency = step["gate_latency_ms"]
-    assert latency["samples"] == 50, "every pod's ContainersReady and gate were both observed"
-    assert 0 <= latency["p50"] <= latency["p99"] <= latency["max"]
+    assert latency["samples"] == 50, "every pod's ContainersReady write and gate PATCH were both in the audit log"
+    # the API server's own times: the gate PATCH always lands after the ContainersReady write it answers
+    assert 0 < latency["min"] <= latency["p50"] <= latency["p99"] <= latency["max"]
+    assert step["gate_latency_ms_as_watched"]["samples"] == 50
     assert step["controller_requests"]["patch pods/status"] == 50
     assert step["status_patches_per_pod"] == 1.0
     assert step["controller_rss_kb"] > 0 and step["controller_cpu_s"] > 0
