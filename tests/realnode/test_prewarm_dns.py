@@ -351,9 +351,11 @@ def test_prewarm_resolves_service_names_through_cluster_dns(
     assert status.state.terminated.exit_code == 0
     # what the pod asked kube-dns: the search list, in order, until a name exists
     asked = _queries(real_node, core, started.status.pod_ip)
-    assert _answers(asked, f"web.{ns}.svc.{CLUSTER_DOMAIN}.")[:1] == ["NOERROR"], asked
+    # A Service created just before the pod may not be in CoreDNS's watch yet at the first question (seen once in
+    # CI: NXDOMAIN, then NOERROR on prewarm's retry), so the names must end up answered, not answer first time.
+    assert _answers(asked, f"web.{ns}.svc.{CLUSTER_DOMAIN}.")[-1:] == ["NOERROR"], asked
     assert _answers(asked, f"peer.{other}.{ns}.svc.{CLUSTER_DOMAIN}.")[:1] == ["NXDOMAIN"], asked
-    assert _answers(asked, f"peer.{other}.svc.{CLUSTER_DOMAIN}.")[:1] == ["NOERROR"], asked
+    assert _answers(asked, f"peer.{other}.svc.{CLUSTER_DOMAIN}.")[-1:] == ["NOERROR"], asked
 
 
 def test_prewarm_require_waits_for_endpoints_that_appear_later(
