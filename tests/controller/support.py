@@ -73,6 +73,22 @@ def conditions(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
 
 
+def lapsing_leadership() -> tuple[Callable[[], float], list[float]]:
+    """A loop's ``write_timeout`` whose first answer is NotLeader (a renewal that lands just after the renew
+    deadline, on a loaded node; the term goes on) and every later one 10 s; and the times it was asked."""
+    from webhook.controller.leader import NotLeader
+
+    asked: list[float] = []
+
+    def write_timeout() -> float:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            raise NotLeader("renewal late")
+        return 10.0
+
+    return write_timeout, asked
+
+
 def condition_status(pod: dict[str, Any], kind: str) -> str | None:
     return conditions(pod).get(kind, {}).get("status")
 

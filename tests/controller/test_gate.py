@@ -9,6 +9,7 @@ from tests.controller.support import (
     condition_status,
     conditions,
     gated_pod,
+    lapsing_leadership,
     metric,
     parse_time,
     running_controller,
@@ -165,18 +166,11 @@ def test_a_patch_held_back_while_leadership_was_unconfirmed_is_sent_once_it_is(e
 
     from webhook.controller import ControllerMetrics
     from webhook.controller.gate import Gate
-    from webhook.controller.leader import NotLeader
     from webhook.controller.pods import project
     from webhook.kube.reflector import Reflector
 
     ns = env.namespace()
-    asked: list[float] = []
-
-    def write_timeout() -> float:
-        asked.append(time.monotonic())
-        if len(asked) == 1:
-            raise NotLeader("renewal late")
-        return 10.0
+    write_timeout, asked = lapsing_leadership()
 
     holder: dict[str, Gate] = {}
     pods = Reflector(

@@ -14,6 +14,7 @@ from tests.controller.support import (
     AdmissionServer,
     condition_status,
     gated_pod,
+    lapsing_leadership,
     managed_webhook,
     metric,
     pinned_template,
@@ -142,19 +143,12 @@ def test_a_report_held_back_while_leadership_was_unconfirmed_is_sent_once_it_is(
 
     from webhook.controller import ControllerMetrics
     from webhook.controller.events import EventRecorder
-    from webhook.controller.leader import NotLeader
     from webhook.controller.pods import project
     from webhook.controller.repair import Repair
     from webhook.kube.reflector import Reflector
 
     ns = env.namespace()
-    asked: list[float] = []
-
-    def write_timeout() -> float:
-        asked.append(time.monotonic())
-        if len(asked) == 1:
-            raise NotLeader("renewal late")
-        return 10.0
+    write_timeout, asked = lapsing_leadership()
 
     holder: dict[str, Repair] = {}
     pods = Reflector(

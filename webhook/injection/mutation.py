@@ -458,6 +458,7 @@ def pre_stop(config: LanesConfig) -> dict[str, Any] | None:
 
 _SHARED_LIMIT = 1024
 _shared_cache: dict[tuple[Any, ...], Any] = {}
+_MISSING = object()  # templates may be None (no preStop hook)
 
 
 def _shared(kind: str, config: LanesConfig, *args: Any) -> Any:
@@ -469,8 +470,8 @@ def _shared(kind: str, config: LanesConfig, *args: Any) -> Any:
     hashable per-pod inputs; bounded by clearing. Never keyed by anything from the request beyond those inputs, so
     it cannot replay an answer. Shared objects: read-only, like the rest of the mutation's output."""
     key = (kind, config.json_text, *args)
-    found = _shared_cache.get(key)
-    if found is None:
+    found = _shared_cache.get(key, _MISSING)
+    if found is _MISSING:
         if len(_shared_cache) >= _SHARED_LIMIT:
             _shared_cache.clear()
         found = _shared_cache[key] = _BUILDERS[kind](config, *args)
@@ -483,7 +484,7 @@ def _prewarm_for(config: LanesConfig, uid: int | None, never_restarts: bool) -> 
 
 _BUILDERS: dict[str, Any] = {
     "app_env": app_env,
-    "pre_stop": lambda config: pre_stop(config) or (),  # () for None: a cached None would read as "not built"
+    "pre_stop": pre_stop,
     "probe": app_readiness_probe,
     "agent": agent_container,
     "prewarm": _prewarm_for,
@@ -563,7 +564,7 @@ class _Injector:
     def _app_containers(self) -> ReadyProbe | None:
         """Env and preStop on every app container; returns the readiness probe handed over to the agent."""
         previous = as_dict(as_dict(self.previous).get("containers"))
-        hook = _shared("pre_stop", self.config) or None
+        hook = _shared("pre_stop", self.config)
         self.app_env = _shared("app_env", self.config)  # shared by the containers: the output is read-only anyway
         records: dict[str, dict[str, Any]] = {}
         containers = []

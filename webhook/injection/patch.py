@@ -125,8 +125,6 @@ def _fast_alignment(old: list[Any], new: list[Any]) -> tuple[int, list[int]] | N
     first, last = old[0], old[-1]
     likely = [p for p in range(extra + 1) if new[p] is first or new[p + n - 1] is last]
     for prefix in likely or range(extra + 1):
-        if all(map(is_, islice(new, prefix, prefix + n), old)):
-            return prefix, []  # the usual env list: items inserted and appended around the untouched ones
         same = list(map(is_, islice(new, prefix, prefix + n), old))
         changed = same.count(False)
         if changed > n // 2 + 1:
