@@ -9,20 +9,21 @@ STAMP := $(VENV)/.installed-stamp
 # benchmarks and the rollout lab; buildah, mmdebstrap and runc build the images from the Dockerfiles without a
 # registry or a Docker daemon, devtools/images). Installed with apt-get when missing and we are root, else we say
 # what to run.
-APT_PACKAGES := shellcheck wrk haproxy buildah mmdebstrap runc
-APT_COMMANDS := shellcheck wrk haproxy buildah mmdebstrap runc
+APT_PACKAGES := shellcheck wrk haproxy buildah mmdebstrap runc valgrind
+APT_COMMANDS := shellcheck wrk haproxy buildah mmdebstrap runc valgrind callgrind_control
 
-.PHONY: help install system-deps controlplane realnode realnode-up test test-fast demo bench lint clean
+.PHONY: help install system-deps controlplane realnode realnode-up dataplane test test-fast demo bench lint clean
 
 help:
 	@echo "make test          create .venv, install Lanes, build/reuse the control plane, run every test"
 	@echo "make test-fast     the tests that need no control plane and are not marked slow (< 2 min on 2 cores)"
 	@echo "make demo          examples/ on a real node (root) or kwok: what Lanes injected, failed requests plain vs Lanes"
-	@echo "make bench         benchmarks (docs/performance.md): ~10 min on 2 cores, results in bench/results/"
+	@echo "make bench         benchmarks (docs/performance.md): ~65 min on 2 cores, results in bench/results/"
 	@echo "make lint          ruff and mypy"
 	@echo "make controlplane  build (or reuse) etcd, kube-apiserver, ... into ~/.cache/lanes/<version>/bin"
 	@echo "make realnode      build (or reuse) the real test node: kubelet, kube-proxy, kubectl, containerd, runc, CNI"
 	@echo "make realnode-up   start a real node (root; private namespaces) and keep it until Ctrl-C"
+	@echo "make dataplane     build (or reuse) Traefik, the Gateway API data plane of the routing tests and the demo"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "[make] creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -58,7 +59,13 @@ realnode: controlplane system-deps
 realnode-up: realnode
 	$(PY) -m devtools.realnode up
 
-test: controlplane system-deps realnode
+# Traefik, the Gateway API data plane of the routing tests and the demo (devtools/dataplane/traefik.py): ~6 min of
+# both cores cold (at nice 10), cached under ~/.cache/lanes/traefik-<version>. Built here, before pytest, so a cold
+# build is never cut short by a test's timeout.
+dataplane: controlplane
+	@$(PY) -m devtools.dataplane.traefik ensure > /dev/null
+
+test: controlplane system-deps realnode dataplane
 	$(PY) -m pytest
 
 # Starts no control plane, so it needs none built (the chart tests build helm on first use): the `controlplane`
@@ -68,7 +75,7 @@ test: controlplane system-deps realnode
 test-fast: $(STAMP) system-deps
 	$(PY) -m pytest -m "not controlplane and not slow"
 
-demo: controlplane system-deps realnode
+demo: controlplane system-deps realnode dataplane
 	$(PY) -m devtools.demo
 
 bench: controlplane system-deps

@@ -10,8 +10,10 @@ Servers (one at a time, each pinned to CPU 1 with ``taskset -c 1``; the load gen
 - ``floor``: Lanes' web stack (uvicorn, same TLS context and settings, ``POST /mutate`` answered by a raw ASGI
   callable in front of the FastAPI app, as Lanes does) answering ``allowed`` with no work beyond parsing the review
   for its uid (bench/peers/floor.py ``--stack lean``): what Lanes is held against;
-- the web-stack comparison, in the same run: ``lanes_fastapi`` is the same Lanes app with its admission paths
-  routed through FastAPI's middleware and router (bench/peers/lanes_fastapi.py) and ``floor_fastapi`` the floor
+- the web-stack comparisons, in the same run: ``lanes_h11`` is the same Lanes app on uvicorn's pure-Python h11
+  parser and the asyncio loop instead of httptools and uvloop (bench/peers/lanes_variant.py), ``floor_h11`` the
+  floor on that stack; ``lanes_fastapi`` is the same Lanes app with its admission paths
+  routed through FastAPI's middleware and router (bench/peers/lanes_variant.py) and ``floor_fastapi`` the floor
   routed the same way (``--stack fastapi``, the floor of earlier runs).
 
 Same bodies (bench/bodies.py: small ~1.4 KB pod, large ~20 KB pod), same certificate (ECDSA P-256, TLS 1.2+,
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import bodies
+from bench import bodies, instructions
 from bench.common import (
     BENCH_DIR,
     LOAD_CORE,
@@ -113,12 +115,16 @@ SERVERS: dict[str, ServerSpec] = {
     "floor": ServerSpec("floor", "floor: uvicorn + raw ASGI /mutate (Lanes' stack), allowed, no work", "/mutate",
                         _python("bench.peers.floor", "--stack", "lean")),
     "lanes_fastapi": ServerSpec("lanes_fastapi", "Lanes with /mutate routed through FastAPI", "/mutate",
-                                _python("bench.peers.lanes_fastapi")),
+                                _python("bench.peers.lanes_variant", "--routing", "fastapi")),
+    "lanes_h11": ServerSpec("lanes_h11", "Lanes on uvicorn's h11 parser and the asyncio loop", "/mutate",
+                            _python("bench.peers.lanes_variant", "--http", "h11", "--loop", "asyncio")),
+    "floor_h11": ServerSpec("floor_h11", "floor on h11 + asyncio, raw ASGI /mutate", "/mutate",
+                            _python("bench.peers.floor", "--stack", "lean", "--http", "h11", "--loop", "asyncio")),
     "floor_fastapi": ServerSpec("floor_fastapi", "floor: FastAPI route + uvicorn, allowed, no work", "/mutate",
                                 _python("bench.peers.floor", "--stack", "fastapi")),
 }
-FLOORS = ("floor", "floor_fastapi")
-ORDER = ("lanes", "floor", "lanes_fastapi", "floor_fastapi", "kopf", "go")
+FLOORS = ("floor", "floor_fastapi", "floor_h11")
+ORDER = ("lanes", "floor", "lanes_h11", "floor_h11", "lanes_fastapi", "floor_fastapi", "kopf", "go")
 
 
 # --- correctness ---------------------------------------------------------------------------------------------------
@@ -327,6 +333,7 @@ def run(quick: bool, work: Path, servers: tuple[str, ...] = tuple(SERVERS)) -> d
     for name in order:
         results[name] = _measure_server(SERVERS[name], tls, work, files, params, lanes_saturation)
     mutated = {name: results[name].pop("_mutated") for name in results}
+    counted = _count_instructions(quick, servers, tls, work)
     equivalence: dict[str, Any] = {}
     for name in results:
         if name == "lanes" or name in FLOORS:
@@ -353,11 +360,37 @@ def run(quick: bool, work: Path, servers: tuple[str, ...] = tuple(SERVERS)) -> d
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "servers": results,
         "equivalence": equivalence,
-        "summary": summarize(results),
+        "instructions": counted,
+        "summary": summarize(results, counted),
     }
 
 
-def summarize(results: dict[str, Any]) -> dict[str, Any]:
+INSTRUCTION_SERVERS = ("lanes", "floor", "lanes_h11", "floor_h11", "lanes_fastapi", "floor_fastapi")
+"""The Python servers whose per-request instructions are counted (kopf and Go are compared by throughput only)."""
+INSTRUCTION_REQUESTS = {"small": 100, "large": 40}
+
+
+def _count_instructions(quick: bool, servers: tuple[str, ...], tls: Tls, work: Path) -> dict[str, Any]:
+    """Per-request instructions under callgrind (bench/instructions.py): the load-independent ratio. Full runs only
+    (a few minutes); a quick run records why it has none."""
+    if quick:
+        return {"skipped": "quick run (callgrind takes 1-2 min per server)"}
+    instructions.check_tools()
+    say(f"admission: counting instructions per request under callgrind ({len(INSTRUCTION_SERVERS)} servers, "
+        "~1-2 min each)")
+    payload = {name: bodies.encoded(name) for name in BODY_NAMES}
+    per_server = {}
+    for name in INSTRUCTION_SERVERS:
+        if name in servers:
+            spec = SERVERS[name]
+            per_server[name] = instructions.per_request(name, spec.command, spec.path, payload,
+                                                        INSTRUCTION_REQUESTS, tls, work / "callgrind")
+    return {"tool": "valgrind --tool=callgrind, counters zeroed/dumped around each batch",
+            "requests": INSTRUCTION_REQUESTS, "warmup_requests": instructions.WARMUP_REQUESTS,
+            "connections": instructions.CONNECTIONS, "per_request": per_server}
+
+
+def summarize(results: dict[str, Any], counted: dict[str, Any] | None = None) -> dict[str, Any]:
     """Ratios and the targets in docs/performance.md: Lanes >= 3x kopf; Lanes >= 80 % of the floor on its own stack;
     p99 <= 5 ms at half of Lanes' own saturation; the Go ratio reported as it is; and the web-stack comparison (each
     Lanes variant over the floor of its stack, each lean server over its FastAPI-routed twin)."""
@@ -375,7 +408,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             value = sat(other, body)
             row[f"{other}_rps"] = value
             row[f"lanes_over_{other}"] = rounded(lanes / value, 3) if lanes and value else None
-        pairs = (("lanes_fastapi", "floor_fastapi"), ("lanes", "lanes_fastapi"), ("floor", "floor_fastapi"))
+        pairs = (("lanes_fastapi", "floor_fastapi"), ("lanes", "lanes_fastapi"), ("floor", "floor_fastapi"),
+                 ("lanes_h11", "floor_h11"), ("lanes", "lanes_h11"), ("floor", "floor_h11"))
         for a, b in pairs:
             x, y = sat(a, body), sat(b, body)
             row[f"{a}_rps"], row[f"{b}_rps"] = x, y
@@ -386,5 +420,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 if run["fraction_of_lanes_saturation"] == 0.5:
                     half = run["latency_ms"].get("p99")
             row[f"{server}_p99_ms_at_half_saturation"] = half
+        per_request = (counted or {}).get("per_request", {})
+        for a, b in (("lanes", "floor"), ("lanes_fastapi", "floor_fastapi"), ("lanes", "lanes_fastapi"),
+                     ("floor", "floor_fastapi"), ("lanes_h11", "floor_h11"), ("lanes", "lanes_h11"),
+                     ("floor", "floor_h11")):
+            x, y = per_request.get(a, {}).get(body), per_request.get(b, {}).get(body)
+            # instructions per request are a cost: the throughput ratio a/b is b's count over a's
+            row[f"{a}_over_{b}_by_instructions"] = rounded(y / x, 3) if x and y else None
         out["bodies"][body] = row
     return out

@@ -1,7 +1,8 @@
 """The floor: Lanes' own web stack answering ``allowed`` with no work.
 
 Same FastAPI app type, same plain Starlette route style, same uvicorn configuration and TLS context
-(``webhook.admission.serving.create_server``: TLS 1.2+, ALPN http/1.1, h11, keep-alive), same body reading. The
+(``webhook.admission.serving.create_server``: TLS 1.2+, ALPN http/1.1, httptools + uvloop, keep-alive), same body
+reading (``--http h11 --loop asyncio``: the pure-Python stack Lanes ran on before, for the ``floor_h11`` server). The
 only work is what every admission webhook must do to be valid: parse the review (orjson) to echo its ``uid``. The
 difference between this and ``lanes-webhook serve`` is the cost of Lanes itself (review checks, resolution,
 mutation, JSON Patch, metrics and the per-request log line).
@@ -14,7 +15,8 @@ Two stacks, so that Lanes is compared with the floor of the stack it runs on (be
   every other path, exactly as Lanes' own fast lane (``webhook.admission.app.AdmissionApp``) does, reading the
   body with the same function.
 
-Run: ``python -m bench.peers.floor --cert FILE --key FILE --port N [--stack lean|fastapi]``.
+Run: ``python -m bench.peers.floor --cert FILE --key FILE --port N [--stack lean|fastapi] [--http h11]
+[--loop asyncio]``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from webhook.admission.app import Lifecycle, _read_body
 from webhook.admission.codec import DEFAULT_MAX_BODY_BYTES
-from webhook.admission.serving import create_server
+from webhook.admission.serving import HTTP_IMPLEMENTATION, LOOP_IMPLEMENTATION, create_server
 
 
 def _allowed(body: bytes) -> bytes:
@@ -83,9 +85,12 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--stack", choices=("fastapi", "lean"), default="fastapi")
+    parser.add_argument("--http", choices=("httptools", "h11"), default=HTTP_IMPLEMENTATION)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default=LOOP_IMPLEMENTATION)
     args = parser.parse_args()
     server = create_server(create_app(args.stack), host=args.host, port=args.port, cert_file=args.cert,
-                           key_file=args.key, shutdown_delay=0.0, shutdown_timeout=2.0)
+                           key_file=args.key, shutdown_delay=0.0, shutdown_timeout=2.0, http=args.http,
+                           loop=args.loop)
     server.run()
 
 

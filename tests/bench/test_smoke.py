@@ -73,8 +73,10 @@ def _latency(stats: dict[str, Any]) -> None:
 @pytest.mark.timeout(1800)  # the first run builds the Go yardstick (controller-runtime) from the module proxy
 def test_admission_smoke(tmp_path: Path) -> None:
     result = _run("admission", tmp_path)
-    # Lanes and the floor each on both web stacks: the raw ASGI /mutate path and FastAPI routing
-    assert set(result["servers"]) == {"lanes", "lanes_fastapi", "kopf", "go", "floor", "floor_fastapi"}
+    # Lanes and the floor each on three web stacks: the product's (raw ASGI /mutate, httptools + uvloop), FastAPI
+    # routing, and uvicorn's pure-Python h11 on the asyncio loop
+    assert set(result["servers"]) == {"lanes", "lanes_fastapi", "lanes_h11", "kopf", "go", "floor", "floor_fastapi",
+                                      "floor_h11"}
     for name, server in result["servers"].items():
         assert server["rss_kb"] > 0 and server["rss_peak_kb"] >= server["rss_kb"]
         for body_name in ("small", "large"):
@@ -95,6 +97,9 @@ def test_admission_smoke(tmp_path: Path) -> None:
     for body_name in ("small", "large"):
         assert result["equivalence"]["kopf"][body_name]["identical"] is True
         assert result["equivalence"]["go"][body_name]["equal"] is True, result["equivalence"]["go"][body_name]
+        for variant in ("lanes_fastapi", "lanes_h11"):  # another stack, the very same answers
+            assert result["equivalence"][variant][body_name]["identical"] is True, variant
+    assert "skipped" in result["instructions"], "a quick run must not start callgrind (minutes per server)"
     for body_name in ("small", "large"):
         row = result["summary"]["bodies"][body_name]
         assert set(row) >= {"lanes_rps", "lanes_over_kopf", "lanes_over_go", "lanes_over_floor",

@@ -54,6 +54,20 @@ DEFAULT_CERT_CHECK_INTERVAL = 2.0
 DEFAULT_KEEP_ALIVE_TIMEOUT = 120
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+#: uvicorn's compiled HTTP/1.1 parser and event loop (its "standard" install). Measured under callgrind with TLS and
+#: keep-alive (bench/admission.py, docs/performance.md section 1): Lanes executes a third fewer instructions per
+#: small-pod admission with them than with the pure-Python h11 parser on the asyncio loop. Both are dependencies of
+#: the webhook; the fallbacks serve platforms without their wheels (uvloop has none for Windows).
+HTTP_IMPLEMENTATION = "httptools" if _installed("httptools") else "h11"
+LOOP_IMPLEMENTATION = "uvloop" if _installed("uvloop") else "asyncio"
+
+
 class CertificateError(Exception):
     """A certificate/key pair that cannot serve; the message names the file and the problem in one line."""
 
@@ -285,12 +299,15 @@ def create_server(
     cert_check_interval: float = DEFAULT_CERT_CHECK_INTERVAL,
     keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT,
     access_log: bool = False,
+    http: str = HTTP_IMPLEMENTATION,
+    loop: str = LOOP_IMPLEMENTATION,
 ) -> LanesServer:
     """A ready-to-run server for an app from :func:`webhook.admission.app.create_app`.
 
     Loads the certificate pair now, so a bad pair raises :class:`CertificateError` before anything listens.
     Run it with ``server.run()`` (in the main thread it installs the SIGTERM/SIGINT handlers) or
-    ``await server.serve()``.
+    ``await server.serve()``. ``http`` and ``loop`` are uvicorn's implementation names; the defaults are the measured
+    fastest installed (the benchmark's peers pass others to compare).
     """
     lifecycle: Lifecycle = app.state.lifecycle
     metrics: Metrics | None = getattr(app.state, "metrics", None)
@@ -302,8 +319,8 @@ def create_server(
         log_config=None,  # keep webhook.cli.jsonlog's handlers
         access_log=access_log,
         lifespan="off",
-        loop="asyncio",
-        http="h11",
+        loop=loop,
+        http=http,
         timeout_keep_alive=keep_alive_timeout,
         timeout_graceful_shutdown=math.ceil(max(0.0, shutdown_timeout)),  # 0: do not wait for in-flight
         server_header=False,

@@ -22,6 +22,8 @@ from webhook.admission.serving import (
     DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_SHUTDOWN_DELAY,
     DEFAULT_SHUTDOWN_TIMEOUT,
+    HTTP_IMPLEMENTATION,
+    LOOP_IMPLEMENTATION,
     CertificateError,
     create_server,
     load_pair,
@@ -201,7 +203,16 @@ def serve_command(args: argparse.Namespace) -> int:
         cache.start()
         if args.cache_sync_timeout > 0 and not cache.wait_synced(args.cache_sync_timeout):
             log.warning("owner cache not synced after %.0fs; serving anyway (/readyz waits)", args.cache_sync_timeout)
-    log.info("starting", extra={"host": args.host, "port": args.port, "owner_cache": cache is not None})
+    log.info(
+        "starting",
+        extra={
+            "host": args.host,
+            "port": args.port,
+            "owner_cache": cache is not None,
+            "http": HTTP_IMPLEMENTATION,
+            "loop": LOOP_IMPLEMENTATION,
+        },
+    )
     try:
         server.run()
     finally:
