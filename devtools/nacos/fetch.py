@@ -23,6 +23,11 @@ import time
 from pathlib import Path
 
 VERSION = "2.3.2"
+#: Named in full, not by the ``dependency:`` prefix: resolving a prefix needs the plugin group's metadata from the
+#: repository, which a cold CI run once failed to get ("No plugin found for prefix 'dependency'").
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.11.0"
+#: Attempts of the Maven run: Maven Central (or the mirror in front of it) refuses a request now and then.
+ATTEMPTS = 3
 GROUP = "org.jeecgframework.nacos"
 ARTIFACT = "nacos-console"
 BUILD_NOTE = (
@@ -86,13 +91,19 @@ def ensure_server(version: str = VERSION) -> Path:
         started = time.monotonic()
         command = [
             mvn, "-q", "-B", "-f", str(pom), f"-Dmaven.repo.local={repo}",
-            "dependency:copy-dependencies", f"-DoutputDirectory={staging / 'lib'}",
-            "dependency:build-classpath", f"-Dmdep.outputFile={staging / 'maven-classpath.txt'}",
+            f"{DEPENDENCY_PLUGIN}:copy-dependencies", f"-DoutputDirectory={staging / 'lib'}",
+            f"{DEPENDENCY_PLUGIN}:build-classpath", f"-Dmdep.outputFile={staging / 'maven-classpath.txt'}",
         ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
+        for attempt in range(1, ATTEMPTS + 1):
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            if result.returncode == 0:
+                break
             tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
-            raise FetchError(f"mvn failed ({result.returncode}):\n" + "\n".join(tail))
+            if attempt == ATTEMPTS:
+                raise FetchError(f"mvn failed ({result.returncode}) {ATTEMPTS} times; last:\n" + "\n".join(tail))
+            print(f"mvn failed ({result.returncode}), attempt {attempt} of {ATTEMPTS}; retrying in 10 s: "
+                  f"{tail[0] if tail else ''}", file=sys.stderr, flush=True)
+            time.sleep(10)
         ordered = (staging / "maven-classpath.txt").read_text(encoding="utf-8").strip().split(os.pathsep)
         jars = [final / "lib" / Path(entry).name for entry in ordered if entry]
         missing = [jar.name for jar in jars if not (staging / "lib" / jar.name).is_file()]
