@@ -21,7 +21,6 @@ Run: ``python -m bench.peers.floor --cert FILE --key FILE --port N [--stack lean
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import orjson
@@ -30,9 +29,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from bench.peers import server_parser
 from webhook.admission.app import Lifecycle, _read_body
 from webhook.admission.codec import DEFAULT_MAX_BODY_BYTES
-from webhook.admission.serving import HTTP_IMPLEMENTATION, LOOP_IMPLEMENTATION, create_server
+from webhook.admission.serving import create_server
 
 
 def _allowed(body: bytes) -> bytes:
@@ -79,14 +79,8 @@ def create_app(stack: str = "fastapi") -> FastAPI:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="floor")
-    parser.add_argument("--cert", required=True)
-    parser.add_argument("--key", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = server_parser("floor", stack_options=True)
     parser.add_argument("--stack", choices=("fastapi", "lean"), default="fastapi")
-    parser.add_argument("--http", choices=("httptools", "h11"), default=HTTP_IMPLEMENTATION)
-    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default=LOOP_IMPLEMENTATION)
     args = parser.parse_args()
     server = create_server(create_app(args.stack), host=args.host, port=args.port, cert_file=args.cert,
                            key_file=args.key, shutdown_delay=0.0, shutdown_timeout=2.0, http=args.http,

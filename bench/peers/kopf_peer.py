@@ -19,7 +19,6 @@ Run: ``python -m bench.peers.kopf_peer --cert FILE --key FILE --port N``; it ser
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import logging
@@ -33,6 +32,7 @@ from kopf._cogs.structs import ephemera, references
 from kopf._core.engines import admission, indexing
 from kopf._core.reactor import inventory
 
+from bench.peers import server_parser
 from webhook.contract.defaults import ClusterDefaults
 from webhook.injection.admit import admit_pod
 
@@ -92,11 +92,7 @@ async def serve(host: str, port: int, cert: str, key: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="kopf_peer")
-    parser.add_argument("--cert", required=True)
-    parser.add_argument("--key", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = server_parser("kopf_peer")
     args = parser.parse_args()
     # kopf logs each handler call at INFO ("Webhook 'mutate-pods' succeeded."), as an operator does by default;
     # Lanes also logs one line per admission.

@@ -19,24 +19,17 @@ Run: ``python -m bench.peers.lanes_variant --cert FILE --key FILE --port N [--ro
 
 from __future__ import annotations
 
-import argparse
-
+from bench.peers import server_parser
 from webhook.admission.app import create_app
 from webhook.admission.metrics import Metrics
-from webhook.admission.serving import HTTP_IMPLEMENTATION, LOOP_IMPLEMENTATION, create_server
+from webhook.admission.serving import create_server
 from webhook.cli.jsonlog import configure_logging
 from webhook.contract.defaults import ClusterDefaults
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="lanes_variant")
-    parser.add_argument("--cert", required=True)
-    parser.add_argument("--key", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = server_parser("lanes_variant", stack_options=True)
     parser.add_argument("--routing", choices=("lean", "fastapi"), default="lean")
-    parser.add_argument("--http", choices=("httptools", "h11"), default=HTTP_IMPLEMENTATION)
-    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default=LOOP_IMPLEMENTATION)
     args = parser.parse_args()
     configure_logging("info")  # as `lanes-webhook serve`: one JSON line per admission
     app = create_app(ClusterDefaults(), None, metrics=Metrics(), fast_lane=args.routing == "lean")
