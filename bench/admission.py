@@ -372,12 +372,12 @@ INSTRUCTION_REQUESTS = {"small": 100, "large": 40}
 
 def _count_instructions(quick: bool, servers: tuple[str, ...], tls: Tls, work: Path) -> dict[str, Any]:
     """Per-request instructions under callgrind (bench/instructions.py): the load-independent ratio. Full runs only
-    (a few minutes); a quick run records why it has none."""
+    (~2.5 min); a quick run records why it has none."""
     if quick:
-        return {"skipped": "quick run (callgrind takes 1-2 min per server)"}
+        return {"skipped": "quick run (callgrind takes ~25 s per server)"}
     instructions.check_tools()
     say(f"admission: counting instructions per request under callgrind ({len(INSTRUCTION_SERVERS)} servers, "
-        "~1-2 min each)")
+        "~25 s each)")
     payload = {name: bodies.encoded(name) for name in BODY_NAMES}
     per_server = {}
     for name in INSTRUCTION_SERVERS:

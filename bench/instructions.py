@@ -13,8 +13,8 @@ What it counts: everything the server process executes per request (TLS, HTTP pa
 Lanes' work, metrics, the log line). Not the kernel's share (syscalls, loopback TCP), which is the same for every
 server answering the same bodies, and not the client.
 
-Cost: under callgrind a server runs ~50x slower; start-up takes 30-90 s, each batch a few seconds. About 1-2 min
-per server, so it runs only in a full (not ``--quick``) ``make bench``.
+Cost: under callgrind a server runs ~50x slower; its start-up took 14-24 s here and each batch a few seconds, about
+25 s per server, 2.5 min for the six. It runs only in a full (not ``--quick``) ``make bench``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class CallgrindProcess:
         for old in work.glob(self.prefix + ".*"):
             old.unlink()
         self.log = work / f"{name}.callgrind.log"
-        # --dump-instr=no, no cache simulation: only the instruction count is wanted, at the lowest cost.
+        # callgrind's defaults (no cache or branch simulation): only the instruction count is wanted.
         self.process = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work / self.prefix}.%p", *command],
             stdout=self.log.open("wb"),
@@ -83,7 +83,8 @@ class CallgrindProcess:
         self._control("--zero")
 
     def dump(self) -> int:
-        """Instructions executed since the last :meth:`zero` (callgrind writes a new numbered dump file)."""
+        """Instructions executed since the last :meth:`zero` or dump (callgrind writes a new numbered dump file and
+        starts counting anew)."""
         before = set(self.work.glob(f"{self.prefix}.{self.pid}*"))
         self._control("--dump")
         deadline = time.monotonic() + 30
