@@ -18,7 +18,7 @@ help:
 	@echo "make test          create .venv, install Lanes, build/reuse the control plane, run every test"
 	@echo "make test-fast     the tests that need no control plane and are not marked slow (< 2 min on 2 cores)"
 	@echo "make demo          examples/ on a real node (root) or kwok: what Lanes injected, failed requests plain vs Lanes"
-	@echo "make bench         benchmarks (docs/performance.md): ~65 min on 2 cores, results in bench/results/"
+	@echo "make bench         benchmarks (docs/performance.md): about an hour on 2 cores, results in bench/results/"
 	@echo "make lint          ruff and mypy"
 	@echo "make controlplane  build (or reuse) etcd, kube-apiserver, ... into ~/.cache/lanes/<version>/bin"
 	@echo "make realnode      build (or reuse) the real test node: kubelet, kube-proxy, kubectl, containerd, runc, CNI"

@@ -63,11 +63,12 @@ class CallgrindProcess:
             old.unlink()
         self.log = work / f"{name}.callgrind.log"
         # callgrind's defaults (no cache or branch simulation): only the instruction count is wanted.
-        self.process = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work / self.prefix}.%p", *command],
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with self.log.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work / self.prefix}.%p", *command],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     @property
     def pid(self) -> int:

@@ -130,7 +130,7 @@ def _nacos_rollout(quick: bool, work: Path, results: Path) -> dict[str, Any]:
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
-        Benchmark("admission", "Admission throughput and latency", 960, 45, _admission),
+        Benchmark("admission", "Admission throughput and latency", 750, 45, _admission),
         Benchmark("apiserver", "Through the real API server", 90, 20, _apiserver),
         Benchmark("rollout", "Lossless rollout lab", 60, 20, _rollout),
         Benchmark("warmup_curves", "Warm-up curves", 50, 20, _curves),

@@ -45,7 +45,7 @@ def _needs_valgrind() -> None:
         return
     if IN_CI:
         pytest.fail("valgrind/callgrind_control missing in CI: make system-deps installs the valgrind package")
-    pytest.skip("LOUD SKIP: valgrind not installed (apt-get install valgrind); the admission bench needs it")
+    pytest.skip("!!! SKIPPING callgrind test: valgrind not installed (apt-get install valgrind) !!!")
 
 
 def _run_job(folder: Path, index: int, iterations: int) -> None:

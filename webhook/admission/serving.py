@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import logging
 import math
 import os
@@ -54,18 +55,12 @@ DEFAULT_CERT_CHECK_INTERVAL = 2.0
 DEFAULT_KEEP_ALIVE_TIMEOUT = 120
 
 
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 #: uvicorn's compiled HTTP/1.1 parser and event loop (its "standard" install). Measured under callgrind with TLS and
 #: keep-alive (bench/admission.py, docs/performance.md section 1): Lanes executes a third fewer instructions per
 #: small-pod admission with them than with the pure-Python h11 parser on the asyncio loop. Both are dependencies of
 #: the webhook; the fallbacks serve platforms without their wheels (uvloop has none for Windows).
-HTTP_IMPLEMENTATION = "httptools" if _installed("httptools") else "h11"
-LOOP_IMPLEMENTATION = "uvloop" if _installed("uvloop") else "asyncio"
+HTTP_IMPLEMENTATION = "httptools" if importlib.util.find_spec("httptools") else "h11"
+LOOP_IMPLEMENTATION = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
 class CertificateError(Exception):
