@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.webhook_http.support import CliServer, Pki, SecretVolume, client_context, lanes_webhook
@@ -141,6 +142,25 @@ def test_serves_with_a_defaults_file(
     server = cli_server_factory(secret_volume, pki, "--defaults", str(defaults), "--log-level", "warning")
     response = httpx.get(server.url + "/healthz", verify=client_context(pki))
     assert response.status_code == 200
+    server.terminate()
+    assert server.process.wait(timeout=30) == 0
+
+
+def test_serve_runs_on_httptools_and_uvloop_and_says_so(
+    pki: Pki, secret_volume: SecretVolume, cli_server_factory: Callable[..., CliServer]
+) -> None:
+    """The stack chosen on evidence (docs/performance.md section 1) is the one `lanes-webhook serve` really runs:
+    its compiled parser and loop are loaded into the serving process, and the start-up line names them."""
+    server = cli_server_factory(secret_volume, pki)
+    response = httpx.post(server.url + "/mutate", content=b"{}", verify=client_context(pki),
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == 400  # an answer through the parser, not just a listening socket
+    maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+    assert "/uvloop/loop." in maps, "uvloop's extension is not loaded in the serving process"
+    assert "/httptools/parser/parser." in maps, "httptools' parser is not loaded in the serving process"
+    starting = [orjson.loads(line) for line in server.log().splitlines()
+                if line.startswith("{") and '"msg":"starting"' in line]
+    assert len(starting) == 1 and starting[0]["http"] == "httptools" and starting[0]["loop"] == "uvloop", starting
     server.terminate()
     assert server.process.wait(timeout=30) == 0
 
