@@ -13,7 +13,8 @@ side is back.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+
+from helper.record import field, record
 
 EQUAL_JITTER = (0.5, 1.0)
 """Each delay drawn from [d/2, d] ("equal jitter"): a wide spread, and never above the cap. The helper's loops use
@@ -30,7 +31,7 @@ def _uniform(low: float, high: float) -> float:
     return low + (high - low) * (int.from_bytes(os.urandom(7), "big") >> 3) / (1 << 53)
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Backoff:
     """Delays ``first * factor**n`` seconds for the n-th delay since :meth:`reset`, capped at ``cap``, each scaled
     by a random factor drawn uniformly from ``jitter`` (low, high)."""

@@ -4,7 +4,7 @@ Exit statuses: 0 success; 1 prewarm under ``require`` with unreachable targets, 
 2 bad usage or configuration (the message names the setting and the bad value).
 
 Imports are deferred to the subcommand that needs them: the agent must not pay for the prewarm's modules or for
-argparse, and ``footprint.skip_tls_if_unused`` has to run before anything imports ``asyncio``.
+argparse (see helper/footprint.py for what the agent leaves out).
 """
 
 from __future__ import annotations
@@ -65,15 +65,13 @@ def _parse_and_run(argv: Sequence[str]) -> int:
 
 
 def _agent(port: str | None) -> int:
-    from helper import footprint
     from helper.config import agent_config
 
     try:
         config = agent_config(port=port)
     except ConfigError as error:
         return _fail("agent", str(error))
-    footprint.skip_tls_if_unused(config.tls_at_start, config.tls_at_prestop)
-    from helper.agent import run as agent  # imports asyncio: only after the TLS decision
+    from helper.agent import run as agent
 
     try:
         return agent.run(config)

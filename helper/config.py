@@ -12,11 +12,10 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
 
 from helper import env
 from helper.env import ConfigError
+from helper.record import record
 from helper.specs import (
     HttpUrl,
     SpecError,
@@ -36,7 +35,11 @@ DEFAULT_DRAIN = 10.0
 DEFAULT_WARMUP_REQUESTS_DEADLINE = 60.0
 BUILTIN_REGISTRIES = ("kubernetes",)
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 def _spec(name: str, raw: str | None, parse: Callable[[str], T]) -> T | None:
@@ -50,7 +53,7 @@ def _spec(name: str, raw: str | None, parse: Callable[[str], T]) -> T | None:
         raise ConfigError(f"{name}: {error}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class PrewarmConfig:
     targets: tuple[Target, ...]
     policy: str = "warn"
@@ -117,7 +120,7 @@ def prewarm_config(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Identity:
     """Who is going offline, as the broadcast and the logs name it (downward API values set by the webhook)."""
 
@@ -128,7 +131,7 @@ class Identity:
     app: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AgentConfig:
     identity: Identity
     port: int = DEFAULT_AGENT_PORT

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 _stream: TextIO | None = None
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, TypeVar
 
+from helper.record import record
 from helper.warmup import DEFAULT_MIN_FRACTION, Curve
 
 MAX_MESSAGE = 100
@@ -71,7 +70,11 @@ def _require_text(spec: object, what: str, example: str) -> str:
     return spec
 
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal, TypeVar
+
+    T = TypeVar("T")
 
 
 def _split_list(spec: str, what: str, example: str, parse_one: Callable[[str], T]) -> tuple[T, ...]:
@@ -144,7 +147,7 @@ _PATH = re.compile(r"/[\x21-\x7e]*")
 _OPTION = re.compile(r"([xc])(\d{1,6})")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class WarmupRequest:
     """One line of the self warm-up: send ``count`` requests ``method path`` with ``concurrency`` in flight."""
 
@@ -207,7 +210,7 @@ _URL_REST = re.compile(r"[\x21-\x7e]*")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class HttpUrl:
     """An ``http(s)`` URL reduced to what an HTTP/1.1 client needs."""
 
@@ -230,7 +233,7 @@ class HttpUrl:
         return f"{self.scheme}://{self.host_header}{self.path}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Target:
     """A dependency the prewarm init container checks: resolve, connect, optionally TLS and GET."""
 

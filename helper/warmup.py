@@ -18,13 +18,14 @@ because the webhook imports it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+from helper.record import record
 
 DEFAULT_MIN_FRACTION = 0.10
 """Floor of the ramp as a fraction of the full weight (10%, Envoy's default min_weight_percent)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Curve:
     """Shape of the ramp: exponent ``k`` and floor ``min_fraction`` (0..1)."""
 

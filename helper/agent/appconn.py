@@ -12,11 +12,9 @@ finds IPv6-only apps.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from helper import aio
 from helper.config import AgentConfig
 from helper.http.client import (
     STATUS_LINE,
@@ -28,7 +26,9 @@ from helper.http.client import (
 )
 from helper.http.dial import dial, dial_host
 from helper.http.dns import Address, numeric_family
+from helper.record import field, record
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
 
@@ -45,7 +45,7 @@ def tls_context(config: AgentConfig) -> ssl.SSLContext | None:
     return tls.unverified_context()
 
 
-@dataclass
+@record
 class App:
     """The app as the agent reaches it: where it was found, the Host header, the probe's headers."""
 
@@ -83,7 +83,7 @@ class App:
         host = self.config.ready_host
         return host if host is not None and numeric_family(host) is None else None
 
-    async def open(self, timeout: float, *, tls: bool = True) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open(self, timeout: float, *, tls: bool = True) -> tuple[aio.StreamReader, aio.StreamWriter]:
         """A new connection (TLS for an HTTPS app unless ``tls=False``): to the remembered address, else to the
         first candidate that accepts."""
         hosts = (self.address,) if self.address is not None else self.config.app_hosts
@@ -105,7 +105,7 @@ class App:
     async def probe(self, path: str, timeout: float) -> int:
         """The status of one GET of ``path`` sent the way the kubelet's probe sends it, on its own connection."""
         request = encode_request("GET", path, self.host_header, self._probe_headers)
-        async with asyncio.timeout(timeout):
+        async with aio.timeout(timeout):
             family = numeric_family(self.address) if self.address is not None else None
             if family is not None and self.tls is None:
                 status = await self._bare_status(family, request)
@@ -123,7 +123,7 @@ class App:
         """The check of a ready plain-HTTP app, every 2 seconds for the pod's life, on a bare socket: the status line
         is all it reads (a third of the CPU of a stream connection). None for an interim 1xx answer: the caller
         asks again with the full parser."""
-        loop = asyncio.get_running_loop()
+        loop = aio.get_running_loop()
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setblocking(False)
             await loop.sock_connect(sock, (self.address, self.port))
@@ -149,14 +149,14 @@ class App:
         connection: the check of a ready app runs every 2 seconds for the pod's whole life.
         """
         family = numeric_family(self.address) if self.address is not None else None
-        async with asyncio.timeout(timeout):
+        async with aio.timeout(timeout):
             if family is None:
                 _, writer = await self.open(timeout, tls=False)
                 writer.transport.abort()
                 return
             with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.setblocking(False)
-                await asyncio.get_running_loop().sock_connect(sock, (self.address, self.port))
+                await aio.get_running_loop().sock_connect(sock, (self.address, self.port))
 
     def connection(self) -> Connection:
         """A keep-alive connection to where the app was found (opened lazily), for the self warm-up."""

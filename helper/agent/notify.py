@@ -13,18 +13,17 @@ pod's shutdown.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
-from helper import jsonlog
+from helper import aio, jsonlog
 from helper.backoff import Backoff
 from helper.config import Identity
 from helper.http.client import fetch
+from helper.record import as_dict, record
 from helper.specs import HttpUrl
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
 
@@ -33,7 +32,7 @@ ATTEMPT_TIMEOUT = 2.0
 HEADERS = (("Content-Type", "application/json"), ("User-Agent", "lanes-agent/offline-notify"))
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class NotifyResult:
     url: str
     result: str = "pending"
@@ -44,7 +43,7 @@ class NotifyResult:
     ms: float | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return as_dict(self)
 
 
 def payload(identity: Identity, *, reason: str, drain: float, drain_ends_at: float) -> bytes:
@@ -72,7 +71,7 @@ def _retryable(status: int) -> bool:
 async def _notify_one(
     url: HttpUrl, body: bytes, result: NotifyResult, deadline: float, tls: ssl.SSLContext | None
 ) -> None:
-    loop = asyncio.get_running_loop()
+    loop = aio.get_running_loop()
     backoff = Backoff(first=0.2, cap=1.0)
     started = time.perf_counter()
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -114,7 +113,7 @@ async def _notify_one(
         pause = backoff.next_delay()
         if attempt == MAX_ATTEMPTS or loop.time() + pause >= deadline:
             break
-        await asyncio.sleep(pause)
+        await aio.sleep(pause)
     result.result = "failed"
     result.ms = round((time.perf_counter() - started) * 1000, 1)
 
@@ -122,9 +121,7 @@ async def _notify_one(
 def _tls_for(urls: tuple[HttpUrl, ...]) -> ssl.SSLContext | None:
     if not any(url.tls for url in urls):
         return None
-    from helper import footprint
 
-    footprint.load_tls()  # the agent may have started without OpenSSL: it is only needed now
     from helper.http import tls
 
     return tls.verified_context()
@@ -137,6 +134,6 @@ async def broadcast(urls: tuple[HttpUrl, ...], body: bytes, results: list[Notify
     as they stand then.
     """
     tls = _tls_for(urls)
-    await asyncio.gather(
+    await aio.gather(
         *(_notify_one(url, body, result, deadline, tls) for url, result in zip(urls, results, strict=True))
     )

@@ -18,29 +18,31 @@ sequence runs in its own task, so a caller hanging up does not cancel it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from helper import jsonlog
+from helper import aio, jsonlog
 from helper.agent import notify
 from helper.agent.state import AgentState
 from helper.config import AgentConfig
+from helper.record import field, record
 from helper.registries.base import Registry
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MIN_DEREGISTER_SECONDS = 1.0
 
 
-@dataclass
+@record
 class OfflineSequence:
     config: AgentConfig
     state: AgentState
     registries: list[Registry]
     on_start: Callable[[], None] = lambda: None
     """Called first thing (the agent uses it to stop a start-up still in progress)."""
-    _task: asyncio.Task[dict[str, Any]] | None = field(default=None, init=False)
+    _task: aio.Task[dict[str, Any]] | None = field(default=None, init=False)
 
     @property
     def started(self) -> bool:
@@ -50,13 +52,13 @@ class OfflineSequence:
         """Start the sequence or join the running one; returns (summary, whether this call joined)."""
         joined = self._task is not None
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._sequence())
-        return await asyncio.shield(self._task), joined
+            self._task = aio.get_running_loop().create_task(self._sequence())
+        return await aio.shield(self._task), joined
 
     async def wait(self) -> None:
         """Wait for a started sequence to complete (SIGTERM during a drain)."""
         if self._task is not None:
-            await asyncio.shield(self._task)
+            await aio.shield(self._task)
 
     def rearm(self) -> None:
         """After a completed sequence whose container came back (a restart, not the pod's end): the next
@@ -65,7 +67,7 @@ class OfflineSequence:
             self._task = None
 
     async def _sequence(self) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
+        loop = aio.get_running_loop()
         config, state = self.config, self.state
         started = loop.time()
         started_wall = time.time()
@@ -84,11 +86,11 @@ class OfflineSequence:
         mark("draining")
 
         budget = max(drain_end - loop.time(), MIN_DEREGISTER_SECONDS)
-        registries = await asyncio.gather(*(self._deregister(registry, budget) for registry in self.registries))
+        registries = await aio.gather(*(self._deregister(registry, budget) for registry in self.registries))
         mark("deregistered", registries=list(registries))
 
         results = [notify.NotifyResult(str(url)) for url in config.notify]
-        broadcast: asyncio.Task[None] | None = None
+        broadcast: aio.Task[None] | None = None
         if config.notify:
             body = notify.payload(
                 config.identity, reason="prestop", drain=config.drain, drain_ends_at=started_wall + config.drain
@@ -96,11 +98,11 @@ class OfflineSequence:
             broadcast = loop.create_task(notify.broadcast(config.notify, body, results, drain_end))
         mark("broadcast", receivers=len(results))
 
-        await asyncio.sleep(max(drain_end - loop.time(), 0.0))
+        await aio.sleep(max(drain_end - loop.time(), 0.0))
         if broadcast is not None:
             if not broadcast.done():
                 broadcast.cancel()
-            outcome = (await asyncio.gather(broadcast, return_exceptions=True))[0]
+            outcome = (await aio.gather(broadcast, return_exceptions=True))[0]
             if isinstance(outcome, Exception):
                 jsonlog.error("broadcast failed unexpectedly", error=repr(outcome))
         for result in results:
@@ -130,7 +132,7 @@ class OfflineSequence:
     async def _deregister(self, registry: Registry, budget: float) -> dict[str, Any]:
         name = getattr(registry, "name", type(registry).__name__)
         try:
-            async with asyncio.timeout(budget):
+            async with aio.timeout(budget):
                 detail = await registry.deregister()
             result = {"registry": name, "result": "ok", "detail": detail}
         except TimeoutError:

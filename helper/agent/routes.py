@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from helper import jsonlog
 from helper.agent import metrics, startup
@@ -27,6 +26,10 @@ from helper.agent.offline import OfflineSequence
 from helper.agent.state import AgentState
 from helper.config import AgentConfig
 from helper.http.server import Request, Response
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 JSON = "application/json"
 ENDPOINTS = ("/ready", "/ready/app", "/prestop", "/status", "/healthz", "/metrics")

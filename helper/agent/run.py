@@ -1,4 +1,4 @@
-"""The ``lanes-agent`` native sidecar: one small asyncio process per pod.
+"""The ``lanes-agent`` native sidecar: one small process per pod, on helper.aio.
 
 Wiring only: the HTTP server (httpserver.py) answers the endpoints (routes.py), the online side (startup.py: start-up,
 then following the app) runs in the background until the drain begins, /prestop runs the offline sequence
@@ -12,12 +12,11 @@ then following the app) runs in the background until the drain begins, /prestop 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
 
-from helper import jsonlog
+from helper import aio, jsonlog
 from helper.agent import appconn, startup
 from helper.agent.offline import OfflineSequence
 from helper.agent.routes import Routes
@@ -34,11 +33,11 @@ SHUTDOWN_GRACE = 2.0
 
 
 async def serve(config: AgentConfig, registries: list[registry.Registry]) -> int:
-    loop = asyncio.get_running_loop()
+    loop = aio.get_running_loop()
     state = AgentState()
-    stop = asyncio.Event()
-    start_task: asyncio.Task[None] | None = None
-    revival: asyncio.Task[None] | None = None
+    stop = aio.Event()
+    start_task: aio.Task[None] | None = None
+    revival: aio.Task[None] | None = None
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
@@ -57,7 +56,7 @@ async def serve(config: AgentConfig, registries: list[registry.Registry]) -> int
     def on_handler_error(request: Request, error: BaseException) -> None:
         jsonlog.error("handler failed", path=request.path, error=repr(error))
 
-    def go_online() -> asyncio.Task[None]:
+    def go_online() -> aio.Task[None]:
         return loop.create_task(online.alongside(startup.online(config, state, app), config, state, registries))
 
     async def restart_after_drain() -> None:
@@ -111,7 +110,7 @@ async def serve(config: AgentConfig, registries: list[registry.Registry]) -> int
     stop_startup()
     if revival is not None:
         revival.cancel()
-    await asyncio.gather(start_task, *([revival] if revival else []), return_exceptions=True)
+    await aio.gather(start_task, *([revival] if revival else []), return_exceptions=True)
     if offline.started:
         jsonlog.info("finishing the drain before exiting", phase=state.phase)
         await offline.wait()
@@ -123,4 +122,4 @@ async def serve(config: AgentConfig, registries: list[registry.Registry]) -> int
 def run(config: AgentConfig) -> int:
     """Run until SIGTERM; returns the exit status. Raises ConfigError for an unusable registry setting."""
     registries = registry.load(config.registries, config)
-    return asyncio.run(serve(config, registries))
+    return aio.run(serve(config, registries))

@@ -11,10 +11,9 @@ bounded by ``LANES_WARMUP_REQUESTS_DEADLINE`` (default 60 s), after which the po
 
 from __future__ import annotations
 
-import asyncio
 import time
 
-from helper import jsonlog
+from helper import aio, jsonlog
 from helper.agent.appconn import App
 from helper.agent.state import AgentState, WarmupProgress
 from helper.config import AgentConfig
@@ -34,7 +33,7 @@ async def _worker(app: App, spec: WarmupRequest, progress: WarmupProgress, ticke
                 response = await connection.request(
                     spec.method, spec.path, timeout=REQUEST_TIMEOUT, headers=WARMUP_HEADERS, keep=0
                 )
-            except asyncio.CancelledError:  # the time bound ended the warm-up with this request in flight
+            except aio.CancelledError:  # the time bound ended the warm-up with this request in flight
                 progress.errors += 1
                 raise
             except OSError:  # includes TimeoutError and malformed responses (HttpError)
@@ -51,7 +50,7 @@ async def _worker(app: App, spec: WarmupRequest, progress: WarmupProgress, ticke
 
 async def _run_item(app: App, spec: WarmupRequest, progress: WarmupProgress) -> None:
     tickets = list(range(spec.count))
-    async with asyncio.TaskGroup() as group:
+    async with aio.TaskGroup() as group:
         for _ in range(min(spec.concurrency, spec.count)):
             group.create_task(_worker(app, spec, progress, tickets))
 
@@ -68,7 +67,7 @@ async def run(config: AgentConfig, state: AgentState, app: App) -> None:
         return
     progress.started_at = time.time()
     try:
-        async with asyncio.timeout(config.warmup_requests_deadline):
+        async with aio.timeout(config.warmup_requests_deadline):
             for spec in specs:
                 await _run_item(app, spec, progress)
     except TimeoutError:

@@ -22,10 +22,9 @@ agent starts over (run.py).
 
 from __future__ import annotations
 
-import asyncio
 import time
 
-from helper import jsonlog
+from helper import aio, jsonlog
 from helper.agent import selfwarm
 from helper.agent.appconn import App
 from helper.agent.state import AgentState
@@ -66,7 +65,7 @@ async def wait_for_app(config: AgentConfig, state: AgentState, app: App) -> None
     """Return once the app answers (port accepts, or the readiness path answers 2xx/3xx)."""
     state.enter("waiting_for_app", app_port=config.app_port, ready_path=config.ready_path)
     backoff = Backoff(first=0.02, cap=0.1)
-    loop = asyncio.get_running_loop()
+    loop = aio.get_running_loop()
     started = loop.time()
     next_log = started + PROGRESS_LOG_INTERVAL
     checks = 0
@@ -79,7 +78,7 @@ async def wait_for_app(config: AgentConfig, state: AgentState, app: App) -> None
         if loop.time() >= next_log:
             jsonlog.info("still waiting for the app", waited_s=round(loop.time() - started, 1), last_error=problem)
             next_log = loop.time() + PROGRESS_LOG_INTERVAL
-        await asyncio.sleep(backoff.next_delay())
+        await aio.sleep(backoff.next_delay())
     state.app_ready_at = time.time()
     state.app_address = app.address
     jsonlog.info("app is serving", waited_s=round(loop.time() - started, 3), checks=checks, address=app.address)
@@ -91,7 +90,7 @@ async def run(config: AgentConfig, state: AgentState, app: App) -> None:
         await wait_for_app(config, state, app)
     try:
         await selfwarm.run(config, state, app)
-    except asyncio.CancelledError:
+    except aio.CancelledError:
         raise
     except Exception as error:  # warm-up is an optimisation: a bug in it must not keep the pod unready
         jsonlog.error("self warm-up failed unexpectedly; continuing", error=repr(error))
@@ -110,7 +109,7 @@ async def watch(config: AgentConfig, app: App) -> tuple[int, str]:
     failures = 0
     problem = ""
     while failures < FAILURE_THRESHOLD:
-        await asyncio.sleep(WATCH_RECHECK if failures else WATCH_PERIOD)
+        await aio.sleep(WATCH_RECHECK if failures else WATCH_PERIOD)
         found = await check(config, app)
         if found is None:
             failures = 0
@@ -141,8 +140,8 @@ async def replaced(config: AgentConfig, app: App) -> None:
     """
     failures = 0
     while failures < FAILURE_THRESHOLD:
-        await asyncio.sleep(REPLACED_PERIOD)
+        await aio.sleep(REPLACED_PERIOD)
         failures = failures + 1 if await check(config, app) is not None else 0
     app.forget()
     while await check(config, app) is not None:
-        await asyncio.sleep(REPLACED_PERIOD)
+        await aio.sleep(REPLACED_PERIOD)

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from helper import jsonlog
+from helper.record import field, record
 
 PHASES = ("starting", "waiting_for_app", "warming_up", "ready", "draining", "drained")
 _ORDER = {phase: index for index, phase in enumerate(PHASES)}
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class WarmupProgress:
     """Self warm-up requests: planned from the spec, then counted as they complete."""
 
@@ -45,7 +45,7 @@ class WarmupProgress:
         return self.ok + self.errors
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class AgentState:
     phase: str = "starting"
     started_at: float = field(default_factory=time.time)

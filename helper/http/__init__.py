@@ -1,3 +1,3 @@
-"""HTTP/1.1 on asyncio for the agent and the prewarm: wire format, client, server, and how they connect (DNS that
+"""HTTP/1.1 on helper.aio for the agent and the prewarm: wire format, client, server, and how they connect (DNS that
 cannot stall, dialing, TLS contexts).
 """

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 client on asyncio streams: what the agent and the prewarm need, nothing more.
+"""A small HTTP/1.1 client on helper.aio streams: what the agent and the prewarm need, nothing more.
 
 Used for the app's readiness path, the self warm-up (keep-alive connections, so warm-up exercises the app rather
 than TCP setup) and the going-offline broadcast; the prewarm uses the request/response functions on connections it
@@ -8,11 +8,9 @@ opens itself, to time each phase. ``urllib`` would cost a thread per request and
 
 from __future__ import annotations
 
-import asyncio
 import re
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from helper import aio
 from helper.http.dial import dial_host
 from helper.http.wire import (
     CHUNKED,
@@ -25,7 +23,9 @@ from helper.http.wire import (
     read_headers,
     read_line,
 )
+from helper.record import field, record
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
 
@@ -47,7 +47,7 @@ class NoResponse(HttpError):
     """The connection closed before any byte of a response: on a reused connection, the request was not seen."""
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Response:
     status: int
     reason: str
@@ -83,7 +83,7 @@ def encode_request(
 
 
 async def read_response(
-    reader: asyncio.StreamReader, *, method: str, keep: int = 65536, head_only: bool = False
+    reader: aio.StreamReader, *, method: str, keep: int = 65536, head_only: bool = False
 ) -> Response:
     """Read one response (skipping 1xx interim ones); raises HttpError on anything malformed.
 
@@ -123,7 +123,7 @@ async def read_response(
         raise HttpError(f"malformed response: {error.message}") from None
 
 
-async def _read_to_eof(reader: asyncio.StreamReader, *, keep: int) -> tuple[bytes, int]:
+async def _read_to_eof(reader: aio.StreamReader, *, keep: int) -> tuple[bytes, int]:
     kept = bytearray()
     size = 0
     while chunk := await reader.read(65536):
@@ -135,7 +135,7 @@ async def _read_to_eof(reader: asyncio.StreamReader, *, keep: int) -> tuple[byte
     return bytes(kept), size
 
 
-@dataclass
+@record
 class Connection:
     """A keep-alive connection to one origin, opened on first use and reopened when the server closed it."""
 
@@ -144,8 +144,8 @@ class Connection:
     host_header: str
     tls: ssl.SSLContext | None = None
     server_hostname: str | None = None
-    _reader: asyncio.StreamReader | None = field(default=None, init=False, repr=False)
-    _writer: asyncio.StreamWriter | None = field(default=None, init=False, repr=False)
+    _reader: aio.StreamReader | None = field(default=None, init=False, repr=False)
+    _writer: aio.StreamWriter | None = field(default=None, init=False, repr=False)
 
     async def request(
         self,
@@ -163,7 +163,7 @@ class Connection:
         connection: the server may have closed the idle connection just as we reused it.
         """
         payload = encode_request(method, path, self.host_header, headers, body)
-        async with asyncio.timeout(timeout):
+        async with aio.timeout(timeout):
             reused = self._writer is not None
             try:
                 return await self._exchange(payload, method, keep, timeout)

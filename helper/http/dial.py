@@ -7,22 +7,21 @@ is: each address is tried in the resolver's order until one accepts or the time 
 
 from __future__ import annotations
 
-import asyncio
-
+from helper import aio
 from helper.http.dns import Address, resolve
 
 STREAM_LIMIT = 65536
 """Longest line a client stream may buffer (response status and header lines)."""
 
 
-async def dial(addresses: list[Address], timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Address]:
+async def dial(addresses: list[Address], timeout: float) -> tuple[aio.StreamReader, aio.StreamWriter, Address]:
     """Connect to the first address that accepts within ``timeout`` (shared by all attempts).
 
     Raises the last address's error (ConnectionRefusedError, OSError) or TimeoutError.
     """
     if not addresses:
         raise OSError("no address to connect to")
-    loop = asyncio.get_running_loop()
+    loop = aio.get_running_loop()
     deadline = loop.time() + timeout
     last_error: BaseException | None = None
     for index, address in enumerate(addresses):
@@ -32,8 +31,8 @@ async def dial(addresses: list[Address], timeout: float) -> tuple[asyncio.Stream
         # Share the time among the addresses left, so one black-holed address cannot use it all.
         budget = remaining / (len(addresses) - index)
         try:
-            async with asyncio.timeout(budget):
-                reader, writer = await asyncio.open_connection(address.host, address.port, limit=STREAM_LIMIT)
+            async with aio.timeout(budget):
+                reader, writer = await aio.open_connection(address.host, address.port, limit=STREAM_LIMIT)
         except (TimeoutError, OSError) as error:
             last_error = error
             continue
@@ -43,9 +42,9 @@ async def dial(addresses: list[Address], timeout: float) -> tuple[asyncio.Stream
     raise TimeoutError(f"connect timed out after {timeout:g}s")
 
 
-async def dial_host(host: str, port: int, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Address]:
+async def dial_host(host: str, port: int, timeout: float) -> tuple[aio.StreamReader, aio.StreamWriter, Address]:
     """Resolve ``host`` and connect, both within ``timeout``."""
-    loop = asyncio.get_running_loop()
+    loop = aio.get_running_loop()
     deadline = loop.time() + timeout
     addresses = await resolve(host, port, timeout)
     return await dial(addresses, max(deadline - loop.time(), 0.001))

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 server on asyncio streams, for the agent's handful of endpoints.
+"""A small HTTP/1.1 server on helper.aio streams, for the agent's handful of endpoints.
 
 Why not ``http.server``: it is thread-per-connection and blocking, and the agent must hold a /prestop response for
 the whole drain while still answering /ready and /metrics, in one process with a 20 MB budget. Why not a framework:
@@ -15,13 +15,12 @@ What it guarantees, because kubelets, load balancers and port scanners will all 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
+from helper import aio
 from helper.http.wire import (
     CHUNKED,
     REASONS,
@@ -35,15 +34,14 @@ from helper.http.wire import (
     read_headers,
     read_line,
 )
+from helper.record import field, record
 
 EVERY_INTERFACE = ("0.0.0.0", "::")
-"""What ``host=None`` means, spelled out as the addresses ``getaddrinfo(None, port, AI_PASSIVE)`` answers: asyncio
-resolves a None host through ``getaddrinfo`` in its default thread pool, a thread (with its stack and malloc arena)
-the agent would then keep for nothing all its life; numeric addresses it takes as they are. The IPv6 socket is
-IPv6-only (asyncio sets ``IPV6_V6ONLY``), as with ``host=None``."""
+"""Every interface, spelled out as the addresses ``getaddrinfo(None, port, AI_PASSIVE)`` answers, so listening needs
+no resolver call (and no thread for it); the IPv6 socket is IPv6-only, as asyncio's would be for ``host=None``."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Limits:
     max_line: int = 8192
     """Longest request line (and any single header line), bytes."""
@@ -59,7 +57,7 @@ class Limits:
     max_connections: int = 128
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Request:
     method: str
     target: str
@@ -72,7 +70,7 @@ class Request:
     keep_alive: bool
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Response:
     status: int = 200
     body: bytes = b""
@@ -95,13 +93,13 @@ class _Idle(Exception):
     """A keep-alive connection timed out between requests: close it without an answer."""
 
 
-@dataclass(eq=False, slots=True)
+@record(eq=False, slots=True)
 class _Connection:
-    task: asyncio.Task[None] | None
+    task: aio.Task[None] | None
     busy: bool = False
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _DateCache:
     second: int = -1
     value: str = ""
@@ -114,21 +112,21 @@ class _DateCache:
         return self.value
 
 
-@dataclass
+@record
 class HttpServer:
     handler: Handler
     limits: Limits = field(default_factory=Limits)
     on_protocol_error: ProtocolErrorHook | None = None
     on_handler_error: HandlerErrorHook | None = None
     server_name: str = "lanes-agent"
-    _servers: list[asyncio.Server] = field(default_factory=list, init=False)
+    _servers: list[aio.Server] = field(default_factory=list, init=False)
     _connections: set[_Connection] = field(default_factory=set, init=False)
     _closing: bool = field(default=False, init=False)
     _date: _DateCache = field(default_factory=_DateCache, init=False)
 
     async def start(self, host: str | None, port: int) -> None:
         """Listen on ``host`` (None: every interface, IPv4 and IPv6) and ``port``. Raises OSError if taken."""
-        server = await asyncio.start_server(
+        server = await aio.start_server(
             self._accept, host=EVERY_INTERFACE if host is None else host, port=port, limit=self.limits.max_line,
             reuse_address=True,
         )
@@ -152,30 +150,30 @@ class HttpServer:
                 connection.task.cancel()
         busy = [c.task for c in self._connections if c.busy and c.task is not None]
         if busy:
-            await asyncio.wait(busy, timeout=grace)
+            await aio.wait(busy, timeout=grace)
         remaining = [c.task for c in self._connections if c.task is not None]
         for task in remaining:
             task.cancel()
         if remaining:
-            await asyncio.wait(remaining, timeout=1.0)
+            await aio.wait(remaining, timeout=1.0)
 
     # --- one connection --------------------------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, reader: aio.StreamReader, writer: aio.StreamWriter) -> None:
         peer = _peer(writer)
         if self._closing or len(self._connections) >= self.limits.max_connections:
             self._report_protocol_error(503, "connection limit reached", peer)
             await self._write_error(writer, 503, "too many connections")
             await _close(writer, reader, linger=True)
             return
-        connection = _Connection(asyncio.current_task())
+        connection = _Connection(aio.current_task())
         self._connections.add(connection)
         linger = True
         try:
             linger = await self._serve(reader, writer, connection, peer)
         except (ConnectionError, TimeoutError, OSError, _Idle):
             linger = False
-        except asyncio.CancelledError:  # shutdown: drop the connection at once
+        except aio.CancelledError:  # shutdown: drop the connection at once
             writer.transport.abort()
             if not self._closing:
                 raise
@@ -187,7 +185,7 @@ class HttpServer:
         await _close(writer, reader, linger=linger)
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: _Connection, peer: str
+        self, reader: aio.StreamReader, writer: aio.StreamWriter, connection: _Connection, peer: str
     ) -> bool:
         """Answer requests until the connection ends; True when unread input may remain (close by lingering)."""
         first = True
@@ -211,11 +209,11 @@ class HttpServer:
         return False
 
     async def _read_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, first: bool
+        self, reader: aio.StreamReader, writer: aio.StreamWriter, peer: str, first: bool
     ) -> Request:
         limits = self.limits
         try:
-            async with asyncio.timeout(limits.head_timeout if first else limits.idle_timeout):
+            async with aio.timeout(limits.head_timeout if first else limits.idle_timeout):
                 line = b""
                 for _ in range(4):  # RFC 9112 2.2: tolerate empty lines before a request line
                     line = await read_line(reader, too_long=414, what="request line")
@@ -226,7 +224,7 @@ class HttpServer:
                 raise ProtocolError(408, "no request received in time") from None
             raise _Idle() from None
         try:
-            async with asyncio.timeout(limits.head_timeout):
+            async with aio.timeout(limits.head_timeout):
                 fields = await read_headers(reader, max_bytes=limits.max_header_bytes, max_count=limits.max_headers)
         except TimeoutError:
             raise ProtocolError(408, "request head not received in time") from None
@@ -243,7 +241,7 @@ class HttpServer:
             if headers.get("expect", "").lower() == "100-continue":
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             try:
-                async with asyncio.timeout(limits.body_timeout):
+                async with aio.timeout(limits.body_timeout):
                     if length == CHUNKED:
                         body, _ = await read_chunked(reader, keep=limits.max_body, max_total=limits.max_body)
                     else:
@@ -255,7 +253,7 @@ class HttpServer:
     async def _call(self, request: Request) -> Response:
         try:
             return await self.handler(request)
-        except asyncio.CancelledError:
+        except aio.CancelledError:
             raise
         except Exception as error:
             if self.on_handler_error is not None:
@@ -264,7 +262,7 @@ class HttpServer:
 
     # --- writing ---------------------------------------------------------------------------------------------
 
-    async def _write(self, writer: asyncio.StreamWriter, method: str, response: Response, keep_alive: bool) -> None:
+    async def _write(self, writer: aio.StreamWriter, method: str, response: Response, keep_alive: bool) -> None:
         status = response.status
         body = b"" if status in _NO_BODY or status < 200 else response.body
         lines = [
@@ -282,10 +280,10 @@ class HttpServer:
             lines.append(f"{name}: {value}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         writer.write(head if method == "HEAD" else head + body)
-        async with asyncio.timeout(self.limits.write_timeout):
+        async with aio.timeout(self.limits.write_timeout):
             await writer.drain()
 
-    async def _write_error(self, writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    async def _write_error(self, writer: aio.StreamWriter, status: int, message: str) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError, OSError):
             await self._write(writer, "GET", Response(status, (message + "\n").encode("utf-8")), False)
 
@@ -294,7 +292,7 @@ class HttpServer:
             self.on_protocol_error(status, message, peer)
 
 
-async def _close(writer: asyncio.StreamWriter, reader: asyncio.StreamReader, *, linger: bool) -> None:
+async def _close(writer: aio.StreamWriter, reader: aio.StreamReader, *, linger: bool) -> None:
     """Close without losing the last response.
 
     Closing a socket that still has unread input makes the kernel send a reset, which can destroy the response
@@ -304,7 +302,7 @@ async def _close(writer: asyncio.StreamWriter, reader: asyncio.StreamReader, *, 
     try:
         if linger and writer.can_write_eof():
             writer.write_eof()
-            async with asyncio.timeout(0.5):
+            async with aio.timeout(0.5):
                 for _ in range(16):
                     if not await reader.read(65536):
                         break
@@ -312,13 +310,13 @@ async def _close(writer: asyncio.StreamWriter, reader: asyncio.StreamReader, *, 
         pass
     writer.close()
     try:
-        async with asyncio.timeout(1.0):
+        async with aio.timeout(1.0):
             await writer.wait_closed()
     except (ConnectionError, TimeoutError, OSError):
         writer.transport.abort()
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
+def _peer(writer: aio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"

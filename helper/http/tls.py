@@ -18,8 +18,6 @@ be avoided here; what this module avoids is the memory a TLS client would otherw
 - the system CA bundle parsed into memory (~1.4 MB for Debian's ~140 roots) when a hashed CA directory is there to
   look up just the issuer a handshake needs (see :func:`_trust_system_cas`), and any bundle at all for the
   unverified context;
-- asyncio's 256 KiB read buffer per TLS connection (``SSLProtocol.max_size``): a TLS record is at most 16 KiB, so
-  :data:`TLS_READ_BUFFER` is plenty; with eight warm-up connections the default left ~1.5 MB in the heap;
 - the ``idna`` codec (which imports ``unicodedata`` and ``stringprep``) that ``ssl`` uses to encode the server
   name even when it is plain ASCII, as every Kubernetes host name and IP address is.
 """
@@ -28,17 +26,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import sys
-
-TLS_READ_BUFFER = 32 * 1024
-"""Bytes asyncio reads from a TLS socket at once: two maximum-size TLS records (16 KiB + overhead each)."""
-
-
-def _limit_asyncio_buffers() -> None:
-    """Shrink asyncio's TLS read buffer, if asyncio is in use (it is not imported here for callers that are not)."""
-    sslproto = sys.modules.get("asyncio.sslproto")
-    if sslproto is not None and getattr(sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER:
-        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 class _Context(ssl.SSLContext):
@@ -55,7 +42,6 @@ class _Context(ssl.SSLContext):
 
 
 def _client_context() -> ssl.SSLContext:
-    _limit_asyncio_buffers()
     context = _Context(ssl.PROTOCOL_TLS_CLIENT)  # hostname checking and CERT_REQUIRED on
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context

@@ -7,8 +7,9 @@ raises :class:`ProtocolError` carrying the status a server should answer with, n
 
 from __future__ import annotations
 
-import asyncio
 import re
+
+from helper import aio
 
 REASONS = {
     100: "Continue",
@@ -49,20 +50,20 @@ class PeerClosed(Exception):
     """The peer closed the connection before sending anything of a new message (a normal keep-alive end)."""
 
 
-async def read_line(reader: asyncio.StreamReader, *, too_long: int, what: str) -> bytes:
+async def read_line(reader: aio.StreamReader, *, too_long: int, what: str) -> bytes:
     """One line without its CRLF (a bare LF is accepted, as RFC 9112 allows). Bounded by the stream's limit."""
     try:
         line = await reader.readuntil(b"\n")
-    except asyncio.LimitOverrunError:
+    except aio.LimitOverrunError:
         raise ProtocolError(too_long, f"{what} too long") from None
-    except asyncio.IncompleteReadError as error:
+    except aio.IncompleteReadError as error:
         if not error.partial:
             raise PeerClosed() from None
         raise ProtocolError(400, f"connection closed in the middle of the {what}") from None
     return line[:-2] if line.endswith(b"\r\n") else line[:-1]
 
 
-async def read_headers(reader: asyncio.StreamReader, *, max_bytes: int, max_count: int) -> list[tuple[str, str]]:
+async def read_headers(reader: aio.StreamReader, *, max_bytes: int, max_count: int) -> list[tuple[str, str]]:
     """Header fields up to the empty line, as (lowercased name, value) pairs in order."""
     fields: list[tuple[str, str]] = []
     total = 0
@@ -126,7 +127,7 @@ def body_length(headers: dict[str, str], *, max_length: int) -> int:
     return size
 
 
-async def read_fixed(reader: asyncio.StreamReader, size: int, *, keep: int) -> tuple[bytes, int]:
+async def read_fixed(reader: aio.StreamReader, size: int, *, keep: int) -> tuple[bytes, int]:
     """Read ``size`` body bytes; keep the first ``keep`` of them (the rest is read and dropped)."""
     kept = bytearray()
     remaining = size
@@ -140,7 +141,7 @@ async def read_fixed(reader: asyncio.StreamReader, size: int, *, keep: int) -> t
     return bytes(kept), size
 
 
-async def read_chunked(reader: asyncio.StreamReader, *, keep: int, max_total: int) -> tuple[bytes, int]:
+async def read_chunked(reader: aio.StreamReader, *, keep: int, max_total: int) -> tuple[bytes, int]:
     """Decode a chunked body (extensions and trailers are read and ignored); returns (kept bytes, total size)."""
     kept = bytearray()
     total = 0

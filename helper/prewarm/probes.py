@@ -8,23 +8,23 @@ the app's first real connection will, and records where it stopped and why.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from helper import aio
 from helper.http.client import HttpError, encode_request, read_response
 from helper.http.dial import dial
 from helper.http.dns import ResolveError, resolve
+from helper.record import field, record
 from helper.specs import Target
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
 
 USER_AGENT_HEADERS = (("User-Agent", "lanes-prewarm"), ("Connection", "close"))
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Attempt:
     """What one attempt found. ``error`` is None on success."""
 
@@ -59,7 +59,7 @@ async def probe(target: Target, timeout: float, tls: ssl.SSLContext | None) -> A
     attempt = Attempt()
     phase = "resolve"
     try:
-        async with asyncio.timeout(timeout):
+        async with aio.timeout(timeout):
             addresses = await resolve(target.host, target.port or 0, timeout)
             attempt.resolved = [address.host for address in addresses]
             if target.kind == "dns":

@@ -18,21 +18,22 @@ keeps the app from starting against a missing dependency:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
 
+from helper import aio
 from helper.backoff import Backoff
 from helper.config import PrewarmConfig
 from helper.env import ConfigError
 from helper.prewarm.probes import Attempt, probe
+from helper.record import record
 from helper.specs import Target
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    from typing import TextIO
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -40,7 +41,7 @@ MIN_ATTEMPT = 0.05
 """Seconds: an attempt with less time left than this cannot succeed, so the target is settled instead."""
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Outcome:
     target: Target
     attempts: int
@@ -64,7 +65,7 @@ async def settle(
     """Attempt ``target`` until it succeeds, fails permanently, or ``deadline`` (loop time) passes; ``backoff``
     continues a previous round's delays. ``wait_out``: when the next attempt no longer fits, sleep until the
     deadline instead of returning early (rounds that follow one another keep the backoff's pace)."""
-    loop = asyncio.get_running_loop()
+    loop = aio.get_running_loop()
     started = loop.time()
     backoff = backoff or Backoff(first=0.25, cap=5.0)
     attempts = 0
@@ -77,9 +78,9 @@ async def settle(
         pause = backoff.next_delay()
         if deadline - loop.time() - pause < MIN_ATTEMPT:
             if wait_out:
-                await asyncio.sleep(max(deadline - loop.time(), 0.0))
+                await aio.sleep(max(deadline - loop.time(), 0.0))
             break
-        await asyncio.sleep(pause)
+        await aio.sleep(pause)
     return Outcome(target, attempts, last, loop.time() - started)
 
 
@@ -156,7 +157,7 @@ def _summary(config: PrewarmConfig, reachable: int, total: int, seconds: float, 
 async def _run(config: PrewarmConfig, tls: ssl.SSLContext | None, out: TextIO) -> list[Outcome]:
     """Every target settled once by one deadline; on a never-restarted pod under ``require``, round after round
     for the unreachable ones until all are reachable (or one fails in a way retrying cannot fix)."""
-    loop = asyncio.get_running_loop()
+    loop = aio.get_running_loop()
     started = loop.time()
     render = format_json if config.output == "json" else format_text
     backoffs = [Backoff(first=0.25, cap=5.0) for _ in config.targets]
@@ -173,7 +174,7 @@ async def _run(config: PrewarmConfig, tls: ssl.SSLContext | None, out: TextIO) -
         return outcome
 
     everyone = range(len(config.targets))
-    outcomes = list(await asyncio.gather(*(one(index, started + config.deadline) for index in everyone)))
+    outcomes = list(await aio.gather(*(one(index, started + config.deadline) for index in everyone)))
     while retry_in_process:
         pending = [index for index in everyone if not outcomes[index].ok]
         if not pending or any(outcomes[index].last.permanent for index in pending):
@@ -186,7 +187,7 @@ async def _run(config: PrewarmConfig, tls: ssl.SSLContext | None, out: TextIO) -
         out.write(_summary(config, reachable, len(outcomes), loop.time() - started, verdict) + "\n")
         out.flush()
         deadline = loop.time() + config.deadline
-        settled = await asyncio.gather(*(one(index, deadline, outcomes[index]) for index in pending))
+        settled = await aio.gather(*(one(index, deadline, outcomes[index]) for index in pending))
         for index, outcome in zip(pending, settled, strict=True):
             outcomes[index] = outcome
     return outcomes
@@ -197,7 +198,7 @@ def run(config: PrewarmConfig, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     tls = _tls_context(config)  # a bad CA file is a configuration error: fail before any attempt
     started = time.monotonic()
-    outcomes = asyncio.run(_run(config, tls, out))
+    outcomes = aio.run(_run(config, tls, out))
     reachable = sum(outcome.ok for outcome in outcomes)
     failing = config.policy == "require" and reachable < len(outcomes)
     verdict = (

@@ -13,7 +13,6 @@ installed into a derived helper image, without changes here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
 
 from helper.config import AgentConfig
 from helper.env import REGISTRIES, ConfigError
@@ -21,8 +20,13 @@ from helper.registries.kubernetes import KubernetesRegistry
 
 ENTRY_POINT_GROUP = "lanes.registries"
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol, TypeGuard
+else:
+    Protocol = object  # the protocols document the interface and type-check it; run time checks methods below
 
-@runtime_checkable
+
 class Registry(Protocol):
     """Something that routes traffic to this pod and must be told to stop before the drain."""
 
@@ -37,7 +41,6 @@ class Registry(Protocol):
         ...
 
 
-@runtime_checkable
 class OnlineRegistry(Registry, Protocol):
     """A registry the agent also puts the pod *into* (helper/registries/online.py drives these calls).
 
@@ -59,6 +62,18 @@ def _nacos(config: AgentConfig) -> Registry:
     return nacos.from_config(config)
 
 
+ONLINE_METHODS = ("hold", "register", "set_weight")
+
+
+def is_registry(candidate: object) -> TypeGuard[Registry]:
+    return callable(getattr(candidate, "deregister", None))
+
+
+def is_online(candidate: object) -> TypeGuard[OnlineRegistry]:
+    """An :class:`OnlineRegistry`: it has every one of :data:`ONLINE_METHODS` besides ``deregister``."""
+    return is_registry(candidate) and all(callable(getattr(candidate, name, None)) for name in ONLINE_METHODS)
+
+
 RegistryFactory = Callable[[AgentConfig], Registry]
 BUILTIN: dict[str, RegistryFactory] = {"kubernetes": lambda _config: KubernetesRegistry(), "nacos": _nacos}
 
@@ -78,9 +93,11 @@ def _from_entry_point(name: str, config: AgentConfig) -> Registry:
         registry = factory(config)
     except Exception as error:
         raise ConfigError(f"{REGISTRIES}: registry {name!r} failed to load: {error!r}") from None
-    if not isinstance(registry, Registry):
+    if not is_registry(registry):
         raise ConfigError(f"{REGISTRIES}: registry {name!r} does not implement deregister()")
-    return registry
+    from helper.registries.asyncio_bridge import bridge  # plugins are written for asyncio: see there
+
+    return bridge(registry)
 
 
 def load(names: tuple[str, ...], config: AgentConfig) -> list[Registry]:

@@ -25,22 +25,23 @@ distinct problem is logged once (not once per retry), and every call is counted 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from helper import env, jsonlog
+from helper import aio, env, jsonlog
 from helper.backoff import Backoff
 from helper.env import ConfigError
 from helper.http.client import Connection, fetch
+from helper.record import record
 from helper.registries import nacos_api as api
 from helper.registries.nacos_url import NacosTarget, RegistryUrlError, parse
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from helper.config import AgentConfig
 
 REQUEST_TIMEOUT = 3.0
@@ -65,7 +66,7 @@ class NacosError(OSError):
         """Metric label: ``unreachable``, ``rejected`` (credentials), ``not_found``, ``error``."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Credentials:
     username: str | None = None
     password: str | None = None
@@ -90,7 +91,7 @@ class NacosClient:
         self.target = target
         self.credentials = credentials
         self._connection = Connection(target.host, target.port, _host_header(target))
-        self._lock = asyncio.Lock()
+        self._lock = aio.Lock()
         self._token: str | None = credentials.access_token
         self._token_expires = float("inf")
 
@@ -201,7 +202,7 @@ class NacosRegistry:
         self.registered = False
         self.outcome: dict[str, Any] = {"state": "waiting"}
         self.count: Counter = lambda registry, operation, result: None
-        self._beats: asyncio.Task[None] | None = None
+        self._beats: aio.Task[None] | None = None
         self._logged: set[str] = set()
         self.held_at: float | None = None
         """When manage mode first disabled the app's own registration (unix time)."""
@@ -232,7 +233,7 @@ class NacosRegistry:
             except NacosError as error:
                 self._problem("hold", error)
                 wait = errors.next_delay()
-            await asyncio.sleep(wait)
+            await aio.sleep(wait)
 
     async def register(self, fraction: float) -> str:
         """Put the instance in service at ``fraction`` of its full weight; raises NacosError (the caller retries)."""
@@ -284,7 +285,7 @@ class NacosRegistry:
         except NacosError as error:
             self.outcome = {"state": "deregister_failed", "error": str(error)}
             raise
-        except asyncio.CancelledError:
+        except aio.CancelledError:
             self.outcome = {"state": "deregister_cut_off"}
             raise
         self.registered, self.enabled = False, False
@@ -351,12 +352,12 @@ class NacosRegistry:
     def _start_beats(self) -> None:
         call = api.heartbeat(self.target, self.ip, self.port)
         if call is not None and (self._beats is None or self._beats.done()):
-            self._beats = asyncio.get_running_loop().create_task(self._beat_loop(call))
+            self._beats = aio.get_running_loop().create_task(self._beat_loop(call))
 
     async def _beat_loop(self, call: api.Call) -> None:
         interval = DEFAULT_BEAT_INTERVAL
         while True:
-            await asyncio.sleep(interval)
+            await aio.sleep(interval)
             try:
                 answer = await self._call("heartbeat", call)
                 if isinstance(answer, dict):

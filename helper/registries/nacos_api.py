@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from helper.record import record
 from helper.registries.nacos_url import NacosTarget
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Call:
     """One HTTP request: method, path (with query) and an optional form body."""
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
+
+from helper.record import record, replace
 
 SCHEME = "nacos"
 DEFAULT_PORT = 8848
@@ -45,7 +46,7 @@ class RegistryUrlError(ValueError):
     """The value cannot be used; the message names the bad part and shows a good value."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class NacosTarget:
     host: str
     port: int = DEFAULT_PORT
@@ -78,13 +79,8 @@ class NacosTarget:
             return self
         if not app or not _NAME.fullmatch(app):
             raise RegistryUrlError(f"no service= given and the app name {app!r} is not a Nacos service name")
-        return _replace(self, service=app)
-
-
-def _replace(target: NacosTarget, **changes: object) -> NacosTarget:
-    fields = {name: getattr(target, name) for name in NacosTarget.__dataclass_fields__}
-    fields.update(changes)
-    return NacosTarget(**fields)
+        changed: NacosTarget = replace(self, service=app)
+        return changed
 
 
 def _fail(part: str, value: str, want: str) -> RegistryUrlError:

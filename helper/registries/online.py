@@ -17,16 +17,18 @@ registration or weight update can race the deregistration.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine, Sequence
-from typing import Any
 
-from helper import jsonlog
+from helper import aio, jsonlog
 from helper.agent.state import AgentState
 from helper.backoff import Backoff
 from helper.config import AgentConfig
-from helper.registries.base import OnlineRegistry, Registry
+from helper.registries.base import OnlineRegistry, Registry, is_online
 from helper.warmup import Curve, fraction
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_UPDATES = 20
 """Weight updates per ramp at most: enough for a smooth curve, few enough to cost the registry nothing."""
@@ -54,7 +56,7 @@ def ramp(window: float, curve: Curve, max_updates: int = MAX_UPDATES) -> list[tu
 
 
 def online_registries(registries: Sequence[Registry]) -> list[OnlineRegistry]:
-    return [registry for registry in registries if isinstance(registry, OnlineRegistry)]
+    return [registry for registry in registries if is_online(registry)]
 
 
 def bind(registries: Sequence[Registry], state: AgentState) -> None:
@@ -76,8 +78,8 @@ async def alongside(
         await startup
         return
     bind(registries, state)
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
+    loop = aio.get_running_loop()
+    ready: aio.Future[None] = loop.create_future()
 
     def on_ready() -> None:
         if not ready.done():
@@ -94,22 +96,22 @@ async def alongside(
     registering = loop.create_task(register_when_ready())
     tasks = (starting, registering, holding)
     try:
-        await asyncio.gather(starting, registering)
+        await aio.gather(starting, registering)
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await aio.gather(*tasks, return_exceptions=True)
 
 
 async def hold(registries: Sequence[Registry]) -> None:
     """Run every registry's ``hold()`` until cancelled (a failing one is logged, never fatal)."""
-    results = await asyncio.gather(*(r.hold() for r in online_registries(registries)), return_exceptions=True)
+    results = await aio.gather(*(r.hold() for r in online_registries(registries)), return_exceptions=True)
     for registry, result in zip(online_registries(registries), results, strict=True):
         if isinstance(result, Exception):
             jsonlog.error("registry hold failed unexpectedly", registry=registry.name, error=repr(result))
 
 
-async def bring_online(config: AgentConfig, registries: Sequence[Registry], holding: asyncio.Task[None]) -> None:
+async def bring_online(config: AgentConfig, registries: Sequence[Registry], holding: aio.Task[None]) -> None:
     """After start-up made the pod ready: the register delay, then register and ramp every online registry."""
     online = online_registries(registries)
     if not online:
@@ -117,14 +119,14 @@ async def bring_online(config: AgentConfig, registries: Sequence[Registry], hold
         return
     if config.register_delay > 0:
         jsonlog.info("registries: waiting for the register delay", delay_s=config.register_delay)
-        await asyncio.sleep(config.register_delay)
+        await aio.sleep(config.register_delay)
     holding.cancel()
-    await asyncio.gather(holding, return_exceptions=True)
-    await asyncio.gather(*(_one(config, registry) for registry in online))
+    await aio.gather(holding, return_exceptions=True)
+    await aio.gather(*(_one(config, registry) for registry in online))
 
 
 async def _one(config: AgentConfig, registry: OnlineRegistry) -> None:
-    loop = asyncio.get_running_loop()
+    loop = aio.get_running_loop()
     backoff = Backoff(first=0.5, cap=10.0)
     first = fraction(0.0, config.warmup_window, config.curve)
     attempts = 0
@@ -135,12 +137,12 @@ async def _one(config: AgentConfig, registry: OnlineRegistry) -> None:
             break
         except Exception as error:  # retried: a registry that is down now may be back in a moment
             _report(registry, "register", error)
-        await asyncio.sleep(backoff.next_delay())
+        await aio.sleep(backoff.next_delay())
     if attempts > 1:
         jsonlog.info("registry: registered after retries", registry=registry.name, attempts=attempts)
     started = loop.time()
     for at, value in ramp(config.warmup_window, config.curve):
-        await asyncio.sleep(max(0.0, started + at - loop.time()))
+        await aio.sleep(max(0.0, started + at - loop.time()))
         try:
             await registry.set_weight(value)
         except Exception as error:
