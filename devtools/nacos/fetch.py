@@ -27,7 +27,10 @@ VERSION = "2.3.2"
 #: repository, which a cold CI run once failed to get ("No plugin found for prefix 'dependency'").
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.11.0"
 #: Attempts of the Maven run: Maven Central (or the mirror in front of it) refuses a request now and then.
-ATTEMPTS = 3
+ATTEMPTS = 4
+RETRY_DELAYS = (10, 30, 60)
+"""Seconds before each retry: a resolver hiccup here once lasted longer than two 10 s pauses (Unknown host
+repo.maven.apache.org while curl resolved it), so the later pauses are longer."""
 GROUP = "org.jeecgframework.nacos"
 ARTIFACT = "nacos-console"
 BUILD_NOTE = (
@@ -101,9 +104,10 @@ def ensure_server(version: str = VERSION) -> Path:
             tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
             if attempt == ATTEMPTS:
                 raise FetchError(f"mvn failed ({result.returncode}) {ATTEMPTS} times; last:\n" + "\n".join(tail))
-            print(f"mvn failed ({result.returncode}), attempt {attempt} of {ATTEMPTS}; retrying in 10 s: "
+            delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1]
+            print(f"mvn failed ({result.returncode}), attempt {attempt} of {ATTEMPTS}; retrying in {delay} s: "
                   f"{tail[0] if tail else ''}", file=sys.stderr, flush=True)
-            time.sleep(10)
+            time.sleep(delay)
         ordered = (staging / "maven-classpath.txt").read_text(encoding="utf-8").strip().split(os.pathsep)
         jars = [final / "lib" / Path(entry).name for entry in ordered if entry]
         missing = [jar.name for jar in jars if not (staging / "lib" / jar.name).is_file()]
