@@ -21,7 +21,6 @@ import os
 import selectors
 import signal
 import socket
-import sys
 import time
 from _thread import get_ident
 from collections import deque
@@ -104,10 +103,12 @@ class Handle:
 
 
 def _report(message: str, error: BaseException) -> None:
+    """One JSON log line, as every other line the helper writes (the traceback as a field)."""
     import traceback  # only on this error path
 
-    sys.stderr.write(f"lanes aio: {message}: {error!r}\n")
-    traceback.print_exception(error, file=sys.stderr)
+    from helper import jsonlog
+
+    jsonlog.error(message, error=repr(error), traceback="".join(traceback.format_exception(error)))
 
 
 class Future(_Generic[_T]):

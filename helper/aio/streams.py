@@ -425,10 +425,15 @@ class Server:
                     conn, _ = listener.accept()
                 except _BLOCKING:
                     break
+                except ConnectionAbortedError:  # the peer gave up while queued: next one
+                    continue
                 except OSError as error:
-                    if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                        raise
-                    await sleep(ACCEPT_RETRY_DELAY)  # out of descriptors: let connections finish first
+                    # Out of descriptors or memory (or anything else): an agent that stopped accepting would never
+                    # be ready nor drain, so report it, pause, and accept again (asyncio pauses for EMFILE too).
+                    from helper import jsonlog
+
+                    jsonlog.error("accept failed; retrying", error=repr(error), retry_s=ACCEPT_RETRY_DELAY)
+                    await sleep(ACCEPT_RETRY_DELAY)
                     break
                 try:
                     reader, writer = _stream(self._loop, conn, self._limit)

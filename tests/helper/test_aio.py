@@ -8,6 +8,7 @@ describes asyncio, not our implementation.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
 import socket
@@ -492,4 +493,7 @@ def test_an_exception_nobody_retrieved_is_reported() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    assert "never retrieved" in done.stderr and "lost in the background" in done.stderr
+    reports = [json.loads(line) for line in done.stdout.splitlines()]  # JSON lines, as all the helper's logs
+    assert [r["level"] for r in reports] == ["error"]
+    assert "never retrieved" in reports[0]["msg"] and "lost in the background" in reports[0]["error"]
+    assert "ValueError" in reports[0]["traceback"]
