@@ -79,16 +79,23 @@ def create_task(coro: Coroutine[Any, Any, _T], *, name: str | None = None) -> Ta
 class Handle:
     """A callback scheduled on the loop; ``cancel()`` before it runs prevents it."""
 
-    __slots__ = ("args", "callback", "cancelled", "when")
+    __slots__ = ("args", "callback", "cancelled", "timers", "when")
 
-    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...], when: float = 0.0) -> None:
+    def __init__(
+        self, callback: Callable[..., object], args: tuple[Any, ...], when: float = 0.0, timers: Loop | None = None
+    ) -> None:
         self.callback = callback
         self.args = args
         self.when = when
         self.cancelled = False
+        self.timers = timers  # the loop whose timer heap holds this handle, until it is due or purged
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            if self.timers is not None:
+                self.timers._timer_cancelled()
+            self.callback, self.args = _noop, ()  # drop references now: a cancelled timer may wait long in the heap
 
     def __lt__(self, other: Handle) -> bool:  # the timer heap's order
         return self.when < other.when
@@ -100,6 +107,15 @@ class Handle:
             raise
         except BaseException as error:  # as asyncio: a failing callback is reported, the loop goes on
             _report(f"exception in callback {self.callback!r}", error)
+
+
+def _noop() -> None:
+    return None
+
+
+PURGE_AT = 100
+"""Cancelled timers the heap may hold before they are purged (if they are also half of it), as asyncio does: every
+``timeout()`` that ends in time leaves one behind, due only at its deadline (an idle connection's 60 s)."""
 
 
 def _report(message: str, error: BaseException) -> None:
@@ -284,6 +300,7 @@ class Loop:
     def __init__(self) -> None:
         self._ready: deque[Handle] = deque()
         self._timers: list[Handle] = []
+        self._cancelled_timers = 0
         self._selector = selectors.DefaultSelector()
         self._io: dict[int, tuple[list[Future], list[Future]]] = {}  # fd -> (waiting to read, waiting to write)
         self._tasks: set[Task] = set()  # strong references: a task runs to its end even if nobody holds it
@@ -308,9 +325,16 @@ class Loop:
         return self.call_at(self.time() + delay, callback, *args)
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> Handle:
-        handle = Handle(callback, args, when)
+        handle = Handle(callback, args, when, self)
         heapq.heappush(self._timers, handle)
         return handle
+
+    def _timer_cancelled(self) -> None:
+        self._cancelled_timers += 1
+        if self._cancelled_timers > PURGE_AT and self._cancelled_timers * 2 > len(self._timers):
+            self._timers = [handle for handle in self._timers if not handle.cancelled]
+            heapq.heapify(self._timers)
+            self._cancelled_timers = 0
 
     def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> Handle:
         """Schedule from another thread (deque.append is atomic) and wake the selector."""
@@ -449,7 +473,10 @@ class Loop:
         now = self.time()
         while self._timers and self._timers[0].when <= now:
             handle = heapq.heappop(self._timers)
-            if not handle.cancelled:
+            handle.timers = None
+            if handle.cancelled:
+                self._cancelled_timers -= 1
+            else:
                 self._ready.append(handle)
         for _ in range(len(self._ready)):
             handle = self._ready.popleft()

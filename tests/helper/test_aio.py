@@ -497,3 +497,17 @@ def test_an_exception_nobody_retrieved_is_reported() -> None:
     assert [r["level"] for r in reports] == ["error"]
     assert "never retrieved" in reports[0]["msg"] and "lost in the background" in reports[0]["error"]
     assert "ValueError" in reports[0]["traceback"]
+
+
+def test_timeouts_that_end_in_time_do_not_pile_up_in_the_timer_heap() -> None:
+    """Each timeout() leaves a cancelled timer due at its deadline; they are purged, as asyncio purges them, so a
+    busy agent's memory does not grow with requests x timeout length."""
+    from helper.aio.loop import PURGE_AT
+
+    async def main() -> int:
+        for _ in range(5000):
+            async with aio.timeout(60):
+                await aio.sleep(0)
+        return len(aio.get_running_loop()._timers)
+
+    assert aio.run(main()) <= 2 * PURGE_AT + 2
