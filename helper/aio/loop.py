@@ -25,6 +25,8 @@ import time
 from _thread import get_ident
 from collections import deque
 
+from helper import jsonlog
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Generator
@@ -119,12 +121,18 @@ PURGE_AT = 100
 
 
 def _report(message: str, error: BaseException) -> None:
-    """One JSON log line, as every other line the helper writes (the traceback as a field)."""
-    import traceback  # only on this error path
+    """One JSON log line, as every other line the helper writes (the traceback as a field).
 
-    from helper import jsonlog
+    Also called from ``Future.__del__``, possibly while the interpreter shuts down, when importing fails: then the
+    line goes without its traceback, and never raises.
+    """
+    try:
+        import traceback  # only on this error path
 
-    jsonlog.error(message, error=repr(error), traceback="".join(traceback.format_exception(error)))
+        trace = "".join(traceback.format_exception(error))
+    except Exception:  # shutting down: imports no longer work
+        trace = ""
+    jsonlog.error(message, error=repr(error), traceback=trace)
 
 
 class Future(_Generic[_T]):

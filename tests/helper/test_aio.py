@@ -511,3 +511,52 @@ def test_timeouts_that_end_in_time_do_not_pile_up_in_the_timer_heap() -> None:
         return len(aio.get_running_loop()._timers)
 
     assert aio.run(main()) <= 2 * PURGE_AT + 2
+
+
+def test_the_server_keeps_accepting_after_an_accept_error() -> None:
+    """accept() failing (out of descriptors here) is logged and retried: a server that stopped accepting would leave
+    the agent unable to become ready or drain."""
+    import errno
+    import io as text_io
+
+    from helper import jsonlog
+    from helper.aio.streams import Server
+
+    class FailsOnce(socket.socket):
+        failed = False
+
+        def accept(self) -> tuple[socket.socket, Any]:
+            if not FailsOnce.failed:
+                FailsOnce.failed = True
+                raise OSError(errno.EMFILE, "Too many open files")
+            return super().accept()
+
+    log = text_io.StringIO()
+    jsonlog.use_stream(log)
+
+    async def main() -> bytes:
+        listener = FailsOnce(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+
+        async def handle(reader: Any, writer: Any) -> None:
+            writer.write(b"accepted")
+            await writer.drain()
+            writer.close()
+
+        server = Server(aio.get_running_loop(), [listener], handle, 1024)
+        reader, writer = await aio.open_connection("127.0.0.1", listener.getsockname()[1])
+        async with aio.timeout(10):
+            answer = await reader.read(-1)
+        writer.close()
+        server.close()
+        return answer
+
+    try:
+        assert aio.run(main()) == b"accepted"
+    finally:
+        jsonlog.use_stream(None)
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert [line["msg"] for line in lines] == ["accept failed; retrying"]
+    assert "Too many open files" in lines[0]["error"]
