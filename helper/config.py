@@ -175,17 +175,6 @@ class AgentConfig:
         """The host the kubelet's probe URL names (``httpGet.host``, else the pod IP), for the Host header."""
         return self.ready_host or self.identity.ip or (self.pod_ips[0] if self.pod_ips else None)
 
-    @property
-    def tls_at_start(self) -> bool:
-        """Start-up opens TLS connections (an HTTPS app), or a third-party registry may (it may import ``ssl``)."""
-        plain = (*BUILTIN_REGISTRIES, "nacos")  # the Nacos registry speaks plain HTTP (helper/registries/nacos.py)
-        return self.ready_scheme == "https" or any(name not in plain for name in self.registries)
-
-    @property
-    def tls_at_prestop(self) -> bool:
-        """Only the going-offline broadcast opens TLS connections (footprint.py loads OpenSSL then)."""
-        return any(url.tls for url in self.notify)
-
 
 def _ready_path(raw: str | None) -> str | None:
     value = env.text(raw)

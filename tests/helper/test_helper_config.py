@@ -20,7 +20,6 @@ def test_agent_defaults() -> None:
     assert config.drain == 10.0 and config.warmup_window == 0.0 and config.curve_spec == "linear"
     assert config.registries == ("kubernetes",) and config.notify == ()
     assert config.identity.lane == "base" and config.identity.pod  # falls back to the hostname
-    assert not config.tls_at_start and not config.tls_at_prestop
 
 
 def test_agent_reads_the_webhook_contract() -> None:
@@ -48,14 +47,7 @@ def test_agent_reads_the_webhook_contract() -> None:
     assert config.warmup_requests == (WarmupRequest("GET", "/api/items", 50, 4),)
     assert config.drain == 12.5 and len(config.notify) == 2
     assert config.identity.pod == "cart-7d9f-abcde" and config.identity.lane == "gray"
-    assert config.tls_at_start and config.tls_at_prestop
 
-
-def test_when_the_agent_needs_tls() -> None:
-    https_notify = agent_config(environ={"LANES_OFFLINE_NOTIFY": "https://gw/offline"})
-    assert https_notify.tls_at_prestop and not https_notify.tls_at_start
-    plugin = agent_config(environ={"LANES_REGISTRIES": "consul"})  # a third-party registry may import ssl
-    assert plugin.tls_at_start
 
 
 def test_port_argument_overrides_env() -> None:
