@@ -247,9 +247,6 @@ class Task(Future[_T]):
         self._must_cancel = True
         return True
 
-    def cancelling(self) -> int:
-        return self._cancels
-
     def uncancel(self) -> int:
         if self._cancels > 0:
             self._cancels -= 1

@@ -266,8 +266,6 @@ class Transport:
             except ssl.SSLWantWriteError:
                 await self._loop.wait_writable(self._fd)
         self._extra["ssl_object"] = tls
-        self._extra["peercert"] = tls.getpeercert()
-        self._extra["cipher"] = tls.cipher()
 
 
 class StreamReader:

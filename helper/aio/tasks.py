@@ -83,9 +83,6 @@ class timeout:  # named and used as asyncio.timeout
         self._expired = True
         self._task.cancel()
 
-    def expired(self) -> bool:
-        return self._expired
-
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
@@ -172,28 +169,31 @@ def gather(*awaitables: Awaitable[Any], return_exceptions: bool = False) -> Futu
     return outer
 
 
+def copy_outcome(source: Any, target: Future[Any]) -> None:
+    """Settle ``target`` as the finished ``source`` ended: result, exception or cancellation. ``source`` is one of
+    ours or a ``concurrent.futures.Future`` (same methods); a target already done (cancelled by its waiter) is left
+    as it is, and the source's exception counts as retrieved."""
+    if target.done():
+        if not source.cancelled():
+            source.exception()
+        return
+    if source.cancelled():
+        target.cancel()
+        return
+    failure = source.exception()
+    if failure is not None:
+        target.set_exception(failure)
+    else:
+        target.set_result(source.result())
+
+
 def shield(awaitable: Awaitable[_T]) -> Future[_T]:
     """The outer future can be cancelled (and is, with the awaiting task); the inner one runs on."""
     inner = ensure_future(awaitable)
     if inner.done():
         return inner
     outer = inner._loop.create_future()
-
-    def inner_done(_: Future) -> None:
-        if outer.cancelled():
-            if not inner.cancelled():
-                inner.exception()
-            return
-        if inner.cancelled():
-            outer.cancel()
-            return
-        failure = inner.exception()
-        if failure is not None:
-            outer.set_exception(failure)
-        else:
-            outer.set_result(inner.result())
-
-    inner.add_done_callback(inner_done)
+    inner.add_done_callback(lambda _: copy_outcome(inner, outer))
     return outer
 
 

@@ -18,10 +18,10 @@ import asyncio
 import threading
 
 from helper import aio
+from helper.aio.tasks import copy_outcome
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import concurrent.futures
     from collections.abc import Callable, Coroutine
     from typing import Any
 
@@ -47,20 +47,7 @@ async def run_on_asyncio(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     here = aio.get_running_loop()
     outcome: aio.Future[Any] = here.create_future()
     running = asyncio.run_coroutine_threadsafe(make(), _AsyncioThread.loop())
-
-    def settle(finished: concurrent.futures.Future[Any]) -> None:
-        if outcome.done():
-            return
-        if finished.cancelled():
-            outcome.cancel()
-            return
-        error = finished.exception()
-        if error is not None:
-            outcome.set_exception(error)
-        else:
-            outcome.set_result(finished.result())
-
-    running.add_done_callback(lambda finished: here.call_soon_threadsafe(settle, finished))
+    running.add_done_callback(lambda finished: here.call_soon_threadsafe(copy_outcome, finished, outcome))
     try:
         return await outcome
     except aio.CancelledError:
